@@ -15,5 +15,33 @@ if [ "$(printf '%s\n%s\n' "$need_node" "$have_node" | sort -V | head -n1)" != "$
   exit 1
 fi
 
+# WebGPU runs the tests on Mesa's lavapipe (Vulkan on the CPU) where no GPU is present. Dawn rejects
+# bookworm's Mesa 22.3 (it lacks shaderUniformBufferArrayDynamicIndexing); bookworm-backports' 25.x works.
+mesa_ok() {
+  local version
+  version="$(dpkg-query -W -f='${Version}' mesa-vulkan-drivers 2>/dev/null || true)"
+  [ -n "$version" ] && dpkg --compare-versions "$version" ge 24
+}
+if [ -r /etc/debian_version ] && ! mesa_ok; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: need Mesa >= 24 Vulkan drivers; as root run this script again, or:" >&2
+    echo "  apt-get install -t bookworm-backports mesa-vulkan-drivers   (after adding bookworm-backports)" >&2
+    exit 1
+  fi
+  echo "setup: installing mesa-vulkan-drivers from bookworm-backports (lavapipe for WebGPU)"
+  if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    cat >/etc/apt/sources.list.d/debian-backports.sources <<'SOURCES'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SOURCES
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends -t bookworm-backports mesa-vulkan-drivers >/dev/null
+fi
+
 echo "setup: installing npm dependencies (npm ci)"
 npm ci --no-audit --no-fund

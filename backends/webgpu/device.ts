@@ -1,0 +1,57 @@
+/**
+ * Getting a WebGPU device from Dawn with the adapter's real limits and useful features. The object
+ * `create()` returns is kept for the life of the process: if it is garbage-collected while a device
+ * is in use, Dawn crashes the process.
+ */
+import { create, globals } from "webgpu";
+
+let gpu: GPU | null = null;
+
+export interface GpuDevice {
+  device: GPUDevice;
+  adapterDescription: string;
+  limits: GPUSupportedLimits;
+  hasSubgroups: boolean;
+  hasF16: boolean;
+  hasTimestamps: boolean;
+}
+
+/** No adapter: the message says what to install. */
+export class NoWebGpuAdapterError extends Error {
+  override name = "NoWebGpuAdapterError";
+}
+
+const WANTED_FEATURES: GPUFeatureName[] = ["subgroups", "shader-f16", "timestamp-query"];
+
+export async function acquireDevice(onLost: (reason: string) => void): Promise<GpuDevice> {
+  if (gpu === null) {
+    Object.assign(globalThis, globals);
+    gpu = create([]);
+  }
+  const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
+  if (!adapter) {
+    const advice =
+      process.platform === "linux"
+        ? "install a Vulkan driver for your GPU (on Debian/Ubuntu without a GPU: mesa-vulkan-drivers >= 24, e.g. " +
+          "`apt-get install -t bookworm-backports mesa-vulkan-drivers` on bookworm)"
+        : "update your GPU driver";
+    throw new NoWebGpuAdapterError(`no WebGPU adapter found: ${advice}`);
+  }
+  const requiredLimits: Record<string, number> = {};
+  for (const name in adapter.limits) {
+    const value = adapter.limits[name as keyof GPUSupportedLimits];
+    if (typeof value === "number") requiredLimits[name] = value;
+  }
+  const requiredFeatures = WANTED_FEATURES.filter((feature) => adapter.features.has(feature));
+  const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
+  void device.lost.then((info) => onLost(`WebGPU device lost (${info.reason}): ${info.message}`));
+  const info = adapter.info;
+  return {
+    device,
+    adapterDescription: [info.vendor, info.architecture, info.description].filter(Boolean).join(" / "),
+    limits: device.limits,
+    hasSubgroups: device.features.has("subgroups"),
+    hasF16: device.features.has("shader-f16"),
+    hasTimestamps: device.features.has("timestamp-query"),
+  };
+}

@@ -1,0 +1,83 @@
+/**
+ * WGSL kernels from kernels/*.wgsl, compiled on first use and cached per variant. A kernel file may
+ * hold variants selected by `//#if NAME` / `//#else` / `//#endif` lines on defines that the runtime
+ * sets from the device (SUBGROUPS, F16); pipeline-overridable constants (`override`) carry sizes.
+ */
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+
+/** kernels/ from both backends/webgpu/ (sources under test) and dist/backends/webgpu/ (compiled). */
+function kernelsDirectory(): URL {
+  for (const relative of ["../../kernels/", "../../../kernels/"]) {
+    const candidate = new URL(relative, import.meta.url);
+    try {
+      readFileSync(new URL("README.md", candidate));
+      return candidate;
+    } catch {
+      // not here; try one level up
+    }
+  }
+  throw new Error("cannot find the kernels/ folder of agent-memory");
+}
+
+/** Resolves `//#if` blocks; nested blocks are allowed. Exported for its own test. */
+export function preprocess(source: string, defines: ReadonlySet<string>, file = "<wgsl>"): string {
+  const out: string[] = [];
+  const stack: { active: boolean; parentActive: boolean }[] = [];
+  const active = () => stack.every((frame) => frame.active);
+  source.split("\n").forEach((line, index) => {
+    const directive = line.trim().match(/^\/\/#(if|else|endif)\b\s*(\w*)/);
+    if (!directive) {
+      if (active()) out.push(line);
+      return;
+    }
+    const [, keyword, name] = directive;
+    if (keyword === "if") stack.push({ active: defines.has(name!), parentActive: active() });
+    else if (stack.length === 0) throw new Error(`${file}:${index + 1}: //#${keyword} without //#if`);
+    else if (keyword === "else") stack[stack.length - 1]!.active = !stack[stack.length - 1]!.active;
+    else stack.pop();
+    out.push("");
+  });
+  if (stack.length > 0) throw new Error(`${file}: //#if without //#endif`);
+  return out.join("\n");
+}
+
+export class KernelLibrary {
+  private readonly directory = kernelsDirectory();
+  private readonly sources = new Map<string, string>();
+  private readonly pipelines = new Map<string, GPUComputePipeline>();
+
+  constructor(
+    private readonly device: GPUDevice,
+    private readonly defines: ReadonlySet<string>,
+  ) {}
+
+  pipeline(file: string, entryPoint: string, constants: Record<string, number> = {}): GPUComputePipeline {
+    const key = `${file}:${entryPoint}:${JSON.stringify(constants)}`;
+    let pipeline = this.pipelines.get(key);
+    if (!pipeline) {
+      const module = this.device.createShaderModule({ code: this.source(file), label: file });
+      pipeline = this.device.createComputePipeline({
+        layout: "auto",
+        compute: { module, entryPoint, constants },
+        label: `${file}:${entryPoint}`,
+      });
+      this.pipelines.set(key, pipeline);
+    }
+    return pipeline;
+  }
+
+  private source(file: string): string {
+    let source = this.sources.get(file);
+    if (source === undefined) {
+      const raw = readFileSync(fileURLToPath(new URL(file, this.directory)), "utf8");
+      const enables = [
+        this.defines.has("F16") ? "enable f16;" : "",
+        this.defines.has("SUBGROUPS") ? "enable subgroups;" : "",
+      ];
+      source = `${enables.join("\n")}\n${preprocess(raw, this.defines, file)}`;
+      this.sources.set(file, source);
+    }
+    return source;
+  }
+}

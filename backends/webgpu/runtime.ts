@@ -1,0 +1,278 @@
+/**
+ * The WebGPU runtime under the ops: tensors over pooled buffers, kernel dispatches recorded into one
+ * command encoder (many per submit; nothing waits on the GPU until a result is read), and small
+ * per-dispatch parameters packed into one uniform arena written once per submit.
+ *
+ * Kernel binding convention (every kernels/*.wgsl follows it): @group(0) @binding(0) is the uniform
+ * `params` struct (4-byte scalars only, in the order given to `Params`), bindings 1… are the storage
+ * buffers in the order of `bindings`. Pipelines use layout "auto", which drops bindings an entry
+ * point does not use: every entry point of a file must use every binding the file declares.
+ *
+ * Validation errors (a bad bind group, a shader that does not compile) are raised at the next
+ * submit or read, naming the kernel, instead of being printed and ignored.
+ */
+import { DTYPE_BYTES, type DType, type Tensor } from "../contract.js";
+import type { GpuDevice } from "./device.js";
+import { KernelLibrary } from "./kernels.js";
+
+export class GpuTensor implements Tensor {
+  freed = false;
+  constructor(
+    readonly shape: readonly number[],
+    readonly dtype: DType,
+    readonly buffer: GPUBuffer,
+    /** Byte offset of element 0 inside `buffer` (views share their parent's buffer). */
+    readonly byteOffset: number,
+    readonly role: "weights" | "activations" | "view",
+  ) {}
+
+  get size(): number {
+    return this.shape.reduce((product, dim) => product * dim, 1);
+  }
+
+  get byteLength(): number {
+    return this.size * DTYPE_BYTES[this.dtype];
+  }
+}
+
+/** Parameters of one dispatch: 4-byte scalars, in the order the kernel's Params struct declares them. */
+export class Params {
+  readonly words: number[] = [];
+  private readonly kinds: ("u32" | "i32" | "f32")[] = [];
+  u32(value: number): this {
+    this.words.push(value >>> 0);
+    this.kinds.push("u32");
+    return this;
+  }
+  i32(value: number): this {
+    this.words.push(value | 0);
+    this.kinds.push("i32");
+    return this;
+  }
+  f32(value: number): this {
+    this.words.push(value);
+    this.kinds.push("f32");
+    return this;
+  }
+  writeTo(view: DataView, offset: number): void {
+    this.words.forEach((word, index) => {
+      const at = offset + index * 4;
+      if (this.kinds[index] === "f32") view.setFloat32(at, word, true);
+      else view.setUint32(at, word >>> 0, true);
+    });
+  }
+}
+
+export interface Dispatch {
+  file: string;
+  entryPoint: string;
+  constants?: Record<string, number>;
+  params: Params;
+  bindings: readonly (GpuTensor | GPUBuffer)[];
+  workgroups: readonly [number, number?, number?];
+}
+
+const UNIFORM_ARENA_BYTES = 1 << 20;
+
+export class GpuRuntime {
+  readonly kernels: KernelLibrary;
+  readonly device: GPUDevice;
+  private encoder: GPUCommandEncoder | null = null;
+  private pass: GPUComputePassEncoder | null = null;
+  private readonly pool = new Map<number, GPUBuffer[]>();
+  private readonly uniformAlignment: number;
+  private readonly arena: GPUBuffer;
+  private readonly arenaStaging = new ArrayBuffer(UNIFORM_ARENA_BYTES);
+  private arenaUsed = 0;
+  /** Read once a device exists: Dawn installs the GPU* globals when it is created. */
+  private readonly storageUsage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
+  /** Bytes held, by role, for the memory report. */
+  readonly bytes = { weights: 0, activations: 0, kvCache: 0 };
+
+  constructor(readonly gpu: GpuDevice) {
+    this.device = gpu.device;
+    const defines = new Set<string>();
+    if (gpu.hasSubgroups) defines.add("SUBGROUPS");
+    if (gpu.hasF16) defines.add("F16");
+    this.kernels = new KernelLibrary(this.device, defines);
+    this.uniformAlignment = gpu.limits.minUniformBufferOffsetAlignment;
+    this.arena = this.device.createBuffer({
+      size: UNIFORM_ARENA_BYTES,
+      usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+    });
+    this.device.addEventListener("uncapturederror", (event) => {
+      const message = (event).error.message;
+      this.firstError ??= `${message} (while recording ${this.lastKernel})`;
+    });
+  }
+
+  private firstError: string | null = null;
+  private lastKernel = "nothing";
+
+  /** Raise the first validation error since the last check. */
+  private throwIfFailed(): void {
+    if (this.firstError === null) return;
+    const message = this.firstError;
+    this.firstError = null;
+    throw new Error(`webgpu: ${message}`);
+  }
+
+  get maxBindingBytes(): number {
+    return this.gpu.limits.maxStorageBufferBindingSize;
+  }
+
+  /** A new tensor; activations come from a pool of power-of-two buffers, weights get their own. */
+  allocate(shape: readonly number[], dtype: DType, role: "weights" | "activations" = "activations"): GpuTensor {
+    const bytes = Math.max(4, shape.reduce((product, dim) => product * dim, 1) * DTYPE_BYTES[dtype]);
+    const alignedBytes = Math.ceil(bytes / 4) * 4;
+    if (alignedBytes > this.gpu.limits.maxBufferSize) {
+      throw new Error(
+        `tensor of ${alignedBytes} bytes exceeds this device's maxBufferSize (${this.gpu.limits.maxBufferSize})`,
+      );
+    }
+    if (role === "weights") {
+      const buffer = this.device.createBuffer({ size: alignedBytes, usage: this.storageUsage });
+      this.bytes.weights += alignedBytes;
+      return new GpuTensor(shape, dtype, buffer, 0, "weights");
+    }
+    const sizeClass = 2 ** Math.ceil(Math.log2(alignedBytes));
+    const buffer = this.pool.get(sizeClass)?.pop() ?? this.createPooled(sizeClass);
+    return new GpuTensor(shape, dtype, buffer, 0, "activations");
+  }
+
+  private createPooled(sizeClass: number): GPUBuffer {
+    this.bytes.activations += sizeClass;
+    return this.device.createBuffer({ size: sizeClass, usage: this.storageUsage });
+  }
+
+  /**
+   * Give a tensor's buffer back. Safe while recorded work still reads it: dispatches run in recording
+   * order, so a later writer of the reused buffer runs after every earlier reader.
+   */
+  release(tensor: GpuTensor): void {
+    if (tensor.freed || tensor.role === "view") return;
+    tensor.freed = true;
+    if (tensor.role === "weights") {
+      this.bytes.weights -= tensor.buffer.size;
+      this.flushThen(() => tensor.buffer.destroy());
+      return;
+    }
+    const list = this.pool.get(tensor.buffer.size) ?? [];
+    list.push(tensor.buffer);
+    this.pool.set(tensor.buffer.size, list);
+  }
+
+  upload(tensor: GpuTensor, data: ArrayBufferView): void {
+    this.device.queue.writeBuffer(tensor.buffer, tensor.byteOffset, data.buffer, data.byteOffset, data.byteLength);
+  }
+
+  dispatch(work: Dispatch): void {
+    this.lastKernel = `${work.file}:${work.entryPoint}`;
+    const pipeline = this.kernels.pipeline(work.file, work.entryPoint, work.constants);
+    const paramBytes = Math.max(16, Math.ceil((work.params.words.length * 4) / 16) * 16);
+    if (this.arenaUsed + paramBytes > UNIFORM_ARENA_BYTES) this.submit();
+    const paramOffset = this.arenaUsed;
+    work.params.writeTo(new DataView(this.arenaStaging), paramOffset);
+    this.arenaUsed = Math.ceil((paramOffset + paramBytes) / this.uniformAlignment) * this.uniformAlignment;
+
+    const entries: GPUBindGroupEntry[] = [
+      { binding: 0, resource: { buffer: this.arena, offset: paramOffset, size: paramBytes } },
+    ];
+    work.bindings.forEach((binding, index) => {
+      entries.push({ binding: index + 1, resource: bufferBinding(binding) });
+    });
+    const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    const pass = this.computePass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bindGroup);
+    const [x, y = 1, z = 1] = work.workgroups;
+    pass.dispatchWorkgroups(x, y, z);
+  }
+
+  copy(
+    source: GpuTensor,
+    sourceOffset: number,
+    destination: GpuTensor,
+    destinationOffset: number,
+    bytes: number,
+  ): void {
+    this.endPass();
+    this.commandEncoder().copyBufferToBuffer(
+      source.buffer,
+      source.byteOffset + sourceOffset,
+      destination.buffer,
+      destination.byteOffset + destinationOffset,
+      bytes,
+    );
+  }
+
+  /** Send everything recorded so far to the GPU. */
+  submit(): void {
+    if (!this.encoder) return;
+    this.endPass();
+    if (this.arenaUsed > 0) this.device.queue.writeBuffer(this.arena, 0, this.arenaStaging, 0, this.arenaUsed);
+    this.device.queue.submit([this.encoder.finish()]);
+    this.encoder = null;
+    this.arenaUsed = 0;
+  }
+
+  async finish(): Promise<void> {
+    this.submit();
+    await this.device.queue.onSubmittedWorkDone();
+    this.throwIfFailed();
+  }
+
+  /** Bytes [offset, offset+length) of a tensor's buffer, after all recorded work. */
+  async readBytes(tensor: GpuTensor, length = tensor.byteLength, offset = 0): Promise<ArrayBuffer> {
+    const paddedLength = Math.ceil(length / 4) * 4;
+    const staging = this.device.createBuffer({
+      size: paddedLength,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    this.endPass();
+    this.commandEncoder().copyBufferToBuffer(tensor.buffer, tensor.byteOffset + offset, staging, 0, paddedLength);
+    this.submit();
+    await this.device.queue.onSubmittedWorkDone();
+    this.throwIfFailed();
+    await staging.mapAsync(GPUMapMode.READ);
+    const copy = staging.getMappedRange().slice(0, length);
+    staging.destroy();
+    return copy;
+  }
+
+  private flushThen(action: () => void): void {
+    this.submit();
+    void this.device.queue.onSubmittedWorkDone().then(action);
+  }
+
+  private commandEncoder(): GPUCommandEncoder {
+    this.encoder ??= this.device.createCommandEncoder();
+    return this.encoder;
+  }
+
+  private computePass(): GPUComputePassEncoder {
+    this.pass ??= this.commandEncoder().beginComputePass();
+    return this.pass;
+  }
+
+  private endPass(): void {
+    this.pass?.end();
+    this.pass = null;
+  }
+
+  dispose(): void {
+    this.submit();
+    for (const buffers of this.pool.values()) for (const buffer of buffers) buffer.destroy();
+    this.pool.clear();
+    this.arena.destroy();
+  }
+}
+
+function bufferBinding(binding: GpuTensor | GPUBuffer): GPUBufferBinding {
+  if (binding instanceof GpuTensor) {
+    // Bind whole 4-byte words; 2-byte tensors of odd length round up inside their (padded) buffer.
+    const size = Math.ceil(binding.byteLength / 4) * 4;
+    return { buffer: binding.buffer, offset: binding.byteOffset, size: Math.max(4, size) };
+  }
+  return { buffer: binding };
+}
