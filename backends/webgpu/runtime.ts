@@ -101,7 +101,7 @@ export class GpuRuntime {
       usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
     });
     this.device.addEventListener("uncapturederror", (event) => {
-      const message = (event).error.message;
+      const message = event.error.message;
       this.firstError ??= `${message} (while recording ${this.lastKernel})`;
     });
   }
