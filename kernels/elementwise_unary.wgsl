@@ -34,15 +34,15 @@ fn silu(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: v
 }
 
 // gelu with the tanh approximation, as Gemma's gelu_pytorch_tanh:
-// 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). tanh is written through exp of a clamped argument,
-// because large |u| makes WGSL's tanh return NaN on some drivers.
+// 0.5·x·(1 + tanh(u)) with u = √(2/π)·(x + 0.044715·x³). Since 1 + tanh(u) = 2·sigmoid(2u), this is
+// x·sigmoid(2u) = x / (1 + exp(−2u)): no cancellation for large negative x (where 1 + tanh(u) → 0),
+// and exp overflowing to +inf still gives the right limit (−0).
 @compute @workgroup_size(256)
 fn gelu_tanh(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>,
              @builtin(local_invocation_index) local: u32) {
   let i = element_index(wg, groups, local);
   if (i >= params.count) { return; }
   let x = a[i];
-  let u = clamp(0.7978845608028654 * (x + 0.044715 * x * x * x), -15.0, 15.0);
-  let e = exp(2.0 * u);
-  out[i] = 0.5 * x * (1.0 + (e - 1.0) / (e + 1.0));
+  let u = 0.7978845608028654 * (x + 0.044715 * x * x * x);
+  out[i] = x / (1.0 + exp(-2.0 * u));
 }

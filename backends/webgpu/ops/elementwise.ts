@@ -1,13 +1,6 @@
 /** Elementwise ops over f32 activations (kernels/elementwise_binary.wgsl, elementwise_unary.wgsl). */
 import { Params, type GpuRuntime, type GpuTensor } from "../runtime.js";
-import { describeShape, grid1d, sizeOf } from "./grid.js";
-
-function requireF32(op: string, ...tensors: GpuTensor[]): void {
-  for (const tensor of tensors) {
-    if (tensor.dtype !== "f32")
-      throw new Error(`${op}: expects f32 activations, got ${tensor.dtype} ${describeShape(tensor.shape)}`);
-  }
-}
+import { describeShape, grid1d, requireF32, sizeOf } from "./grid.js";
 
 function binary(runtime: GpuRuntime, entryPoint: "add" | "mul", a: GpuTensor, b: GpuTensor): GpuTensor {
   requireF32(entryPoint, a, b);
