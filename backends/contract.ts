@@ -169,6 +169,11 @@ export interface Backend {
   /** Human-readable device description (adapter, driver). */
   readonly deviceDescription: string;
   readonly supportedOps: ReadonlySet<OpName>;
+  /**
+   * Null while the backend can compute; otherwise why not (e.g. the GPU device was lost). The server
+   * reports itself unhealthy with this reason instead of crashing.
+   */
+  readonly failure: string | null;
 
   /** Copy host data to a new tensor. f16/bf16 take their raw 16-bit patterns (Uint16Array). */
   upload(data: HostArray, shape: readonly number[], dtype: DType, role?: "weights" | "activations"): Tensor;

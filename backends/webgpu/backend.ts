@@ -59,7 +59,6 @@ export class WebGpuBackend implements Backend {
     return this.runtime.gpu.adapterDescription;
   }
 
-  /** Why the device is unusable (lost), or null; the server reports itself unhealthy with it. */
   get failure(): string | null {
     return this.lostReason;
   }

@@ -56,7 +56,7 @@ export class KernelLibrary {
     const key = `${file}:${entryPoint}:${JSON.stringify(constants)}`;
     let pipeline = this.pipelines.get(key);
     if (!pipeline) {
-      const module = this.device.createShaderModule({ code: this.source(file), label: file });
+      const module = this.module(file);
       pipeline = this.device.createComputePipeline({
         layout: "auto",
         compute: { module, entryPoint, constants },
@@ -65,6 +65,30 @@ export class KernelLibrary {
       this.pipelines.set(key, pipeline);
     }
     return pipeline;
+  }
+
+  private readonly modules = new Map<string, GPUShaderModule>();
+  /** Compiler messages of kernels that failed to compile, by file, for the error raised on submit. */
+  readonly compileErrors = new Map<string, string>();
+
+  private module(file: string): GPUShaderModule {
+    let module = this.modules.get(file);
+    if (!module) {
+      module = this.device.createShaderModule({ code: this.source(file), label: file });
+      this.modules.set(file, module);
+      // Dawn reports a bad shader only as "invalid pipeline"; keep the compiler's own lines and
+      // positions so the error raised later says what is wrong and where.
+      void module.getCompilationInfo().then((info) => {
+        const errors = info.messages.filter((message) => message.type === "error");
+        if (errors.length > 0) {
+          this.compileErrors.set(
+            file,
+            errors.map((message) => `${file}:${message.lineNum}:${message.linePos}: ${message.message}`).join("; "),
+          );
+        }
+      });
+    }
+    return module;
   }
 
   private source(file: string): string {

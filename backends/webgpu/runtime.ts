@@ -112,7 +112,8 @@ export class GpuRuntime {
   /** Raise the first validation error since the last check. */
   private throwIfFailed(): void {
     if (this.firstError === null) return;
-    const message = this.firstError;
+    const compileErrors = [...this.kernels.compileErrors.values()];
+    const message = compileErrors.length > 0 ? `${this.firstError}; compiler: ${compileErrors.join("; ")}` : this.firstError;
     this.firstError = null;
     throw new Error(`webgpu: ${message}`);
   }
