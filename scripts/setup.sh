@@ -43,5 +43,14 @@ SOURCES
   apt-get install -y -qq --no-install-recommends -t bookworm-backports mesa-vulkan-drivers >/dev/null
 fi
 
+# Python is a test-time oracle only (reference implementations the tests compare against); the
+# product never needs it. requirements-test.txt pins what the oracles import.
+if ! command -v python3 >/dev/null 2>&1; then
+  echo "setup: python3 is required for the tests' reference oracles (apt-get install python3 python3-pip)" >&2
+  exit 1
+fi
+echo "setup: installing the Python test oracles (pip install -r scripts/requirements-test.txt)"
+python3 -m pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
+
 echo "setup: installing npm dependencies (npm ci)"
 npm ci --no-audit --no-fund
