@@ -42,29 +42,88 @@ export function preprocess(source: string, defines: ReadonlySet<string>, file = 
   return out.join("\n");
 }
 
+/** How a file declares one binding of group 0. */
+export interface DeclaredBinding {
+  binding: number;
+  kind: "uniform" | "read-only-storage" | "storage";
+}
+
+const BINDING_DECLARATION =
+  /@group\(0\)\s*@binding\((\d+)\)\s*var\s*<\s*(uniform|storage)\s*(?:,\s*(read_write|read))?\s*>/g;
+
+/** The group-0 bindings a (preprocessed) WGSL source declares, in binding order. */
+export function declaredBindings(source: string): DeclaredBinding[] {
+  const found = new Map<number, DeclaredBinding>();
+  for (const match of source.matchAll(BINDING_DECLARATION)) {
+    const binding = Number(match[1]);
+    const kind = match[2] === "uniform" ? "uniform" : match[3] === "read_write" ? "storage" : "read-only-storage";
+    found.set(binding, { binding, kind });
+  }
+  return [...found.values()].sort((a, b) => a.binding - b.binding);
+}
+
+/** The params uniform is bound with a dynamic offset into the runtime's arena, this many bytes wide. */
+export const PARAMS_BINDING_BYTES = 256;
+
+export interface Kernel {
+  pipeline: GPUComputePipeline;
+  /** One explicit layout per file, shared by its entry points, so bind groups can be cached per file. */
+  layout: GPUBindGroupLayout;
+  file: string;
+}
+
 export class KernelLibrary {
   private readonly directory = kernelsDirectory();
   private readonly sources = new Map<string, string>();
-  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private readonly pipelines = new Map<string, Kernel>();
+  private readonly layouts = new Map<string, { bindGroup: GPUBindGroupLayout; pipeline: GPUPipelineLayout }>();
 
   constructor(
     private readonly device: GPUDevice,
     private readonly defines: ReadonlySet<string>,
   ) {}
 
-  pipeline(file: string, entryPoint: string, constants: Record<string, number> = {}): GPUComputePipeline {
+  kernel(file: string, entryPoint: string, constants: Record<string, number> = {}): Kernel {
     const key = `${file}:${entryPoint}:${JSON.stringify(constants)}`;
-    let pipeline = this.pipelines.get(key);
-    if (!pipeline) {
+    let kernel = this.pipelines.get(key);
+    if (!kernel) {
       const module = this.module(file);
-      pipeline = this.device.createComputePipeline({
-        layout: "auto",
+      const layout = this.layout(file);
+      const pipeline = this.device.createComputePipeline({
+        layout: layout.pipeline,
         compute: { module, entryPoint, constants },
         label: `${file}:${entryPoint}`,
       });
-      this.pipelines.set(key, pipeline);
+      kernel = { pipeline, layout: layout.bindGroup, file };
+      this.pipelines.set(key, kernel);
     }
-    return pipeline;
+    return kernel;
+  }
+
+  /**
+   * The file's declared bindings as an explicit layout (binding 0, the params uniform, with a dynamic
+   * offset). Explicit rather than "auto": an entry point may leave a declared binding unused, and bind
+   * groups stay valid for every entry point of the file, so they can be cached.
+   */
+  private layout(file: string): { bindGroup: GPUBindGroupLayout; pipeline: GPUPipelineLayout } {
+    let layout = this.layouts.get(file);
+    if (!layout) {
+      const declared = declaredBindings(this.source(file));
+      if (declared[0]?.binding !== 0 || declared[0].kind !== "uniform") {
+        throw new Error(`kernels/${file}: binding 0 must be the uniform params struct`);
+      }
+      const bindGroup = this.device.createBindGroupLayout({
+        label: file,
+        entries: declared.map(({ binding, kind }) => ({
+          binding,
+          visibility: GPUShaderStage.COMPUTE,
+          buffer: { type: kind, hasDynamicOffset: binding === 0 },
+        })),
+      });
+      layout = { bindGroup, pipeline: this.device.createPipelineLayout({ bindGroupLayouts: [bindGroup] }) };
+      this.layouts.set(file, layout);
+    }
+    return layout;
   }
 
   private readonly modules = new Map<string, GPUShaderModule>();

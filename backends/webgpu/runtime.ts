@@ -4,16 +4,16 @@
  * per-dispatch parameters packed into one uniform arena written once per submit.
  *
  * Kernel binding convention (every kernels/*.wgsl follows it): @group(0) @binding(0) is the uniform
- * `params` struct (4-byte scalars only, in the order given to `Params`), bindings 1… are the storage
- * buffers in the order of `bindings`. Pipelines use layout "auto", which drops bindings an entry
- * point does not use: every entry point of a file must use every binding the file declares.
+ * `params` struct (4-byte scalars only, at most 64, in the order given to `Params`), bindings 1… are
+ * the storage buffers in the order of `bindings`. The params binding has a dynamic offset into the
+ * arena, so a bind group depends only on the buffers and is cached.
  *
  * Validation errors (a bad bind group, a shader that does not compile) are raised at the next
  * submit or read, naming the kernel, instead of being printed and ignored.
  */
 import { DTYPE_BYTES, type DType, type Tensor } from "../contract.js";
 import type { GpuDevice } from "./device.js";
-import { KernelLibrary } from "./kernels.js";
+import { KernelLibrary, PARAMS_BINDING_BYTES } from "./kernels.js";
 
 export class GpuTensor implements Tensor {
   freed = false;
@@ -73,6 +73,8 @@ export interface Dispatch {
 }
 
 const UNIFORM_ARENA_BYTES = 1 << 20;
+/** Bind groups kept; decode reuses the same few hundred every step. Cleared when it overflows. */
+const BIND_GROUP_CACHE_LIMIT = 16_384;
 
 export class GpuRuntime {
   readonly kernels: KernelLibrary;
@@ -84,6 +86,9 @@ export class GpuRuntime {
   private readonly arena: GPUBuffer;
   private readonly arenaStaging = new ArrayBuffer(UNIFORM_ARENA_BYTES);
   private arenaUsed = 0;
+  private readonly bindGroups = new Map<string, GPUBindGroup>();
+  private readonly bufferIds = new WeakMap<GPUBuffer, number>();
+  private nextBufferId = 1;
   /** Read once a device exists: Dawn installs the GPU* globals when it is created. */
   private readonly storageUsage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
   /** Bytes held, by role, for the memory report. */
@@ -113,7 +118,8 @@ export class GpuRuntime {
   private throwIfFailed(): void {
     if (this.firstError === null) return;
     const compileErrors = [...this.kernels.compileErrors.values()];
-    const message = compileErrors.length > 0 ? `${this.firstError}; compiler: ${compileErrors.join("; ")}` : this.firstError;
+    const message =
+      compileErrors.length > 0 ? `${this.firstError}; compiler: ${compileErrors.join("; ")}` : this.firstError;
     this.firstError = null;
     throw new Error(`webgpu: ${message}`);
   }
@@ -155,6 +161,8 @@ export class GpuRuntime {
     tensor.freed = true;
     if (tensor.role === "weights") {
       this.bytes.weights -= tensor.buffer.size;
+      // Cached bind groups may name the buffer; weights are released rarely, so start the cache afresh.
+      this.bindGroups.clear();
       this.flushThen(() => tensor.buffer.destroy());
       return;
     }
@@ -169,25 +177,46 @@ export class GpuRuntime {
 
   dispatch(work: Dispatch): void {
     this.lastKernel = `${work.file}:${work.entryPoint}`;
-    const pipeline = this.kernels.pipeline(work.file, work.entryPoint, work.constants);
-    const paramBytes = Math.max(16, Math.ceil((work.params.words.length * 4) / 16) * 16);
-    if (this.arenaUsed + paramBytes > UNIFORM_ARENA_BYTES) this.submit();
+    const kernel = this.kernels.kernel(work.file, work.entryPoint, work.constants);
+    if (work.params.words.length * 4 > PARAMS_BINDING_BYTES) {
+      throw new Error(`${this.lastKernel}: ${work.params.words.length} params exceed ${PARAMS_BINDING_BYTES / 4}`);
+    }
+    const slot = Math.max(PARAMS_BINDING_BYTES, this.uniformAlignment);
+    if (this.arenaUsed + slot > UNIFORM_ARENA_BYTES) this.submit();
     const paramOffset = this.arenaUsed;
     work.params.writeTo(new DataView(this.arenaStaging), paramOffset);
-    this.arenaUsed = Math.ceil((paramOffset + paramBytes) / this.uniformAlignment) * this.uniformAlignment;
+    this.arenaUsed += slot;
 
-    const entries: GPUBindGroupEntry[] = [
-      { binding: 0, resource: { buffer: this.arena, offset: paramOffset, size: paramBytes } },
-    ];
-    work.bindings.forEach((binding, index) => {
-      entries.push({ binding: index + 1, resource: bufferBinding(binding) });
-    });
-    const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
     const pass = this.computePass();
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bindGroup);
+    pass.setPipeline(kernel.pipeline);
+    pass.setBindGroup(0, this.bindGroup(kernel.file, kernel.layout, work.bindings), [paramOffset]);
     const [x, y = 1, z = 1] = work.workgroups;
     pass.dispatchWorkgroups(x, y, z);
+  }
+
+  private bindGroup(file: string, layout: GPUBindGroupLayout, bindings: Dispatch["bindings"]): GPUBindGroup {
+    const resources = bindings.map(bufferBinding);
+    const key = `${file}|${resources.map((r) => `${this.bufferId(r.buffer)}@${r.offset ?? 0}+${r.size ?? -1}`).join(",")}`;
+    let group = this.bindGroups.get(key);
+    if (!group) {
+      if (this.bindGroups.size >= BIND_GROUP_CACHE_LIMIT) this.bindGroups.clear();
+      const entries: GPUBindGroupEntry[] = [
+        { binding: 0, resource: { buffer: this.arena, offset: 0, size: PARAMS_BINDING_BYTES } },
+        ...resources.map((resource, index) => ({ binding: index + 1, resource })),
+      ];
+      group = this.device.createBindGroup({ layout, entries, label: file });
+      this.bindGroups.set(key, group);
+    }
+    return group;
+  }
+
+  private bufferId(buffer: GPUBuffer): number {
+    let id = this.bufferIds.get(buffer);
+    if (id === undefined) {
+      id = this.nextBufferId++;
+      this.bufferIds.set(buffer, id);
+    }
+    return id;
   }
 
   copy(
@@ -205,6 +234,25 @@ export class GpuRuntime {
       destination.byteOffset + destinationOffset,
       bytes,
     );
+  }
+
+  /**
+   * For benchmarks: dispatches recorded from here until `endTimedPass` go into one compute pass whose
+   * start and end write GPU timestamps, so a measurement excludes submission and CPU time.
+   */
+  beginTimedPass(timestampWrites: GPUComputePassTimestampWrites): void {
+    this.endPass();
+    this.pass = this.commandEncoder().beginComputePass({ timestampWrites });
+  }
+
+  endTimedPass(): void {
+    this.endPass();
+  }
+
+  /** Record a query-set resolve (timestamps → buffer) after the passes recorded so far. */
+  resolveQueries(querySet: GPUQuerySet, first: number, count: number, destination: GPUBuffer, offset = 0): void {
+    this.endPass();
+    this.commandEncoder().resolveQuerySet(querySet, first, count, destination, offset);
   }
 
   /** Send everything recorded so far to the GPU. */
