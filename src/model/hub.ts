@@ -129,7 +129,9 @@ async function download(
   let commit: string | null = null;
   for await (const entry of listFiles({ repo, revision, recursive: true, expand: true, hubUrl, accessToken })) {
     if (entry.type !== "file" || !WANTED.test(entry.path)) continue;
-    files.push({ path: entry.path, size: entry.lfs?.size ?? entry.size, etag: entry.lfs?.oid ?? entry.oid });
+    const etag = entry.lfs?.oid ?? entry.oid;
+    if (!etag) throw new Error(`the hub listed ${entry.path} without an object id`);
+    files.push({ path: entry.path, size: entry.lfs?.size ?? entry.size, etag });
     commit ??= entry.lastCommit?.id ?? null;
   }
   if (files.length === 0)
