@@ -87,6 +87,8 @@ export class GpuRuntime {
   private readonly arenaStaging = new ArrayBuffer(UNIFORM_ARENA_BYTES);
   private arenaUsed = 0;
   private readonly bindGroups = new Map<string, GPUBindGroup>();
+  /** Pool buffers released while recorded work that may read them is not yet submitted. */
+  private readonly releasedSinceSubmit = new Set<GPUBuffer>();
   private readonly bufferIds = new WeakMap<GPUBuffer, number>();
   private nextBufferId = 1;
   /** Read once a device exists: Dawn installs the GPU* globals when it is created. */
@@ -154,7 +156,8 @@ export class GpuRuntime {
 
   /**
    * Give a tensor's buffer back. Safe while recorded work still reads it: dispatches run in recording
-   * order, so a later writer of the reused buffer runs after every earlier reader.
+   * order, so a later kernel writing the reused buffer runs after every earlier reader; a host upload
+   * into it first submits that work (see `upload`).
    */
   release(tensor: GpuTensor): void {
     if (tensor.freed || tensor.role === "view") return;
@@ -166,12 +169,19 @@ export class GpuRuntime {
       this.flushThen(() => tensor.buffer.destroy());
       return;
     }
+    if (this.encoder) this.releasedSinceSubmit.add(tensor.buffer);
     const list = this.pool.get(tensor.buffer.size) ?? [];
     list.push(tensor.buffer);
     this.pool.set(tensor.buffer.size, list);
   }
 
+  /**
+   * Write host data into a tensor. queue.writeBuffer runs ahead of work recorded but not submitted, so
+   * writing into a pool buffer that such work still reads (its previous tensor was released after the
+   * work was recorded) would change what that work sees: submit that work first.
+   */
   upload(tensor: GpuTensor, data: ArrayBufferView): void {
+    if (this.releasedSinceSubmit.has(tensor.buffer)) this.submit();
     this.device.queue.writeBuffer(tensor.buffer, tensor.byteOffset, data.buffer, data.byteOffset, data.byteLength);
   }
 
@@ -262,6 +272,7 @@ export class GpuRuntime {
     if (this.arenaUsed > 0) this.device.queue.writeBuffer(this.arena, 0, this.arenaStaging, 0, this.arenaUsed);
     this.device.queue.submit([this.encoder.finish()]);
     this.encoder = null;
+    this.releasedSinceSubmit.clear();
     this.arenaUsed = 0;
   }
 

@@ -38,3 +38,17 @@ describe("WebGPU device", () => {
     expect(backend.failure).toMatch(/WebGPU device lost \(destroyed\)/);
   });
 });
+
+describe("WebGPU runtime ordering", () => {
+  it("an upload into a just-released buffer does not change what already-recorded work reads", async () => {
+    const backend = await WebGpuBackend.create();
+    const source = backend.upload(new Float32Array([1, 2, 3, 4]), [4], "f32");
+    const doubled = backend.scale(source, 2);
+    backend.free(source);
+    // Same size class: the pool hands the freed buffer straight back to this upload.
+    const other = backend.upload(new Float32Array([100, 100, 100, 100]), [4], "f32");
+    expect(Array.from((await backend.read(doubled)) as Float32Array)).toEqual([2, 4, 6, 8]);
+    expect(Array.from((await backend.read(other)) as Float32Array)).toEqual([100, 100, 100, 100]);
+    backend.dispose();
+  });
+});

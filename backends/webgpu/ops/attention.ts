@@ -1,4 +1,14 @@
-/** Paged KV-cache storage and attention over it (kernels/kv_cache.wgsl, attention.wgsl). */
+/**
+ * Attention over the paged KV cache (kernels/attention.wgsl, attention_combine.wgsl); the cache itself
+ * lives in kv-cache.ts.
+ *
+ * prepareAttention uploads the batch once per forward: each sequence's query rows, context length
+ * and block table, plus work-item lists (rows of one sequence grouped 1, 2, 4, 8 or 16 at a time) so
+ * every layer's dispatch only picks a list. A workgroup takes one work item, one kv head (all q heads
+ * of its GQA group, or a chunk of them) and one partition of the keys; when a dispatch would have
+ * too few workgroups to fill the GPU, long contexts are split into partitions merged by a second
+ * kernel (flash-decoding).
+ */
 import type {
   AttentionOptions,
   AttentionSequence,
@@ -7,29 +17,341 @@ import type {
   OpName,
   PreparedAttentionBatch,
 } from "../../contract.js";
-import type { GpuRuntime, GpuTensor } from "../runtime.js";
-import { unimplemented } from "./unimplemented.js";
+import { Params, type Dispatch, type GpuRuntime, type GpuTensor } from "../runtime.js";
+import { describeShape } from "./grid.js";
+import { WebGpuKvCache, kernelConstants, type KvLayout } from "./kv-cache.js";
 
-export const IMPLEMENTED_OPS: OpName[] = [];
+export const IMPLEMENTED_OPS: OpName[] = ["attention", "kv_cache_float", "kv_cache_quantized"];
 
-export function createKvCache(_runtime: GpuRuntime, _spec: KvCacheSpec): KvCache {
-  return unimplemented("kv_cache_float");
+export function createKvCache(runtime: GpuRuntime, spec: KvCacheSpec): KvCache {
+  return new WebGpuKvCache(runtime, spec);
 }
 
-export function prepareAttention(
-  _runtime: GpuRuntime,
-  _sequences: readonly AttentionSequence[],
-): PreparedAttentionBatch {
-  return unimplemented("attention");
+const ROWS_PER_ITEM_CHOICES = [1, 2, 4, 8, 16] as const;
+/** Keys per tile of the kernel, one per thread of its workgroup. */
+const TILE = 128;
+/** Enough workgroups to keep a large GPU busy; below this, long contexts are split. */
+const TARGET_WORKGROUPS = 1024;
+const MIN_PARTITION = 128;
+/** Partition size meaning "one partition": larger than any position. */
+const WHOLE_CONTEXT = 2 ** 30;
+const MAX_PARTIAL_BYTES = 256 * 2 ** 20;
+
+interface WorkItems {
+  /** Word offset of the list in the batch buffer. */
+  at: number;
+  count: number;
+  /** Per item: sequence index, first row within the sequence, row count (as uploaded). */
+  words: Uint32Array;
+}
+
+export class GpuAttentionBatch implements PreparedAttentionBatch {
+  readonly totalQueries: number;
+  readonly maxQueryLength: number;
+  readonly items = new Map<number, WorkItems>();
+  /** Caches whose blockCount/blockSize this batch's tables were checked against. */
+  readonly checkedCaches = new WeakSet<KvCache>();
+  readonly buffer: GpuTensor;
+  private disposed = false;
+
+  constructor(
+    private readonly runtime: GpuRuntime,
+    readonly sequences: readonly AttentionSequence[],
+  ) {
+    this.totalQueries = checkQueryRows(sequences);
+    this.maxQueryLength = Math.max(0, ...sequences.map((sequence) => sequence.queryLength));
+    const words: number[] = [];
+    const tablesAt = 4 * sequences.length;
+    let tableAt = tablesAt;
+    for (const sequence of sequences) {
+      words.push(sequence.queryStart, sequence.queryLength, sequence.contextLength, tableAt);
+      tableAt += sequence.blockTable.length;
+    }
+    for (const sequence of sequences) for (const block of sequence.blockTable) words.push(block);
+    for (const rows of ROWS_PER_ITEM_CHOICES) {
+      const list: number[] = [];
+      sequences.forEach((sequence, index) => {
+        for (let first = 0; first < sequence.queryLength; first += rows) {
+          list.push(index, first, Math.min(rows, sequence.queryLength - first));
+        }
+      });
+      this.items.set(rows, { at: words.length, count: list.length / 3, words: Uint32Array.from(list) });
+      for (const word of list) words.push(word);
+    }
+    // Submitting first keeps the upload (a queue write, which runs ahead of unsubmitted work) from
+    // overtaking work recorded against the recycled buffer. Recycling keeps bind groups cached.
+    runtime.submit();
+    this.buffer = runtime.allocate([words.length], "u32");
+    runtime.upload(this.buffer, Uint32Array.from(words));
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.runtime.release(this.buffer);
+  }
+
+  get live(): boolean {
+    return !this.disposed;
+  }
+}
+
+/** The rows of the sequences must tile [0, total) exactly, as the flattened layout says. */
+function checkQueryRows(sequences: readonly AttentionSequence[]): number {
+  const sorted = [...sequences].filter((s) => s.queryLength > 0).sort((a, b) => a.queryStart - b.queryStart);
+  let next = 0;
+  for (const sequence of sequences) {
+    const { queryStart, queryLength, contextLength, blockTable } = sequence;
+    const fields = [queryStart, queryLength, contextLength, ...blockTable];
+    if (!fields.every((value) => Number.isInteger(value) && value >= 0 && value < 2 ** 31)) {
+      throw new Error(`prepareAttention: sequence fields must be non-negative integers: ${JSON.stringify(sequence)}`);
+    }
+    if (queryLength > contextLength) {
+      throw new Error(`prepareAttention: queryLength ${queryLength} exceeds contextLength ${contextLength}`);
+    }
+  }
+  for (const { queryStart, queryLength } of sorted) {
+    if (queryStart !== next) {
+      throw new Error(
+        `prepareAttention: query rows must be contiguous from 0; a sequence starts at ${queryStart}, expected ${next}`,
+      );
+    }
+    next += queryLength;
+  }
+  return next;
+}
+
+export function prepareAttention(runtime: GpuRuntime, sequences: readonly AttentionSequence[]): PreparedAttentionBatch {
+  return new GpuAttentionBatch(runtime, sequences);
+}
+
+/** How one attention dispatch is cut into workgroups. */
+interface AttentionPlan {
+  headsPerChunk: number;
+  headChunks: number;
+  rowsPerItem: number;
+  maxVectors: number;
+}
+
+function largestPowerOfTwoAtMost(value: number): number {
+  return 2 ** Math.floor(Math.log2(Math.max(1, value)));
+}
+
+/**
+ * Query vectors per workgroup (rows × q heads of one kv head). Bounded by the kernel's registers
+ * (Σ p·v of every vector for a thread's value words: at most 64 floats, at most 16 vectors) and by
+ * workgroup memory (queries, scores and probabilities of every vector).
+ */
+export function planWorkgroups(
+  headDim: number,
+  groupSize: number,
+  maxQueryLength: number,
+  layout: KvLayout,
+  sharedBytes: number,
+): AttentionPlan {
+  if (layout.rowWords % 4 !== 0) {
+    throw new Error(
+      `attention: the kernel reads keys 4 storage words at a time; headDim ${headDim} gives ${layout.rowWords}`,
+    );
+  }
+  const wordsPerThread = Math.ceil(layout.rowWords / TILE);
+  const vectorCap = Math.min(16, Math.floor(2048 / headDim), Math.floor(64 / (wordsPerThread * layout.valuesPerWord)));
+  if (vectorCap < 1) throw new Error(`attention: headDim ${headDim} is larger than this kernel supports`);
+  const headsPerChunk = Math.min(groupSize, vectorCap);
+  const rowsPerItem = Math.min(
+    largestPowerOfTwoAtMost(vectorCap / headsPerChunk),
+    2 ** Math.ceil(Math.log2(Math.max(1, maxQueryLength))),
+    16,
+  );
+  const maxVectors = rowsPerItem * headsPerChunk;
+  const floats = maxVectors * headDim + maxVectors * TILE + maxVectors * Math.max(TILE, headDim) + 2 * TILE;
+  if (floats * 4 > sharedBytes) {
+    throw new Error(
+      `attention: headDim ${headDim} needs ${floats * 4} bytes of workgroup memory, this device has ${sharedBytes}`,
+    );
+  }
+  return { headsPerChunk, headChunks: Math.ceil(groupSize / headsPerChunk), rowsPerItem, maxVectors };
+}
+
+/** A Vulkan on the CPU (lavapipe, SwiftShader), whose compiler is slow on unrolled kernels. */
+function cpuVulkan(runtime: GpuRuntime): boolean {
+  return /llvmpipe|lavapipe|swiftshader/i.test(runtime.gpu.adapterDescription);
+}
+
+/** Partitions a work item's visible keys fall into, partitions aligned to multiples of `size`. */
+function partitionsNeeded(batch: GpuAttentionBatch, items: WorkItems, window: number, size: number): number {
+  let most = 0;
+  for (let i = 0; i < items.count; i++) {
+    const sequence = batch.sequences[items.words[3 * i]!]!;
+    const first = sequence.contextLength - sequence.queryLength + items.words[3 * i + 1]!;
+    const last = first + items.words[3 * i + 2]! - 1;
+    const lowest = window > 0 && first >= window ? first - window + 1 : 0;
+    most = Math.max(most, Math.floor(last / size) - Math.floor(lowest / size) + 1);
+  }
+  return most;
+}
+
+function choosePartitions(
+  batch: GpuAttentionBatch,
+  items: WorkItems,
+  window: number,
+  workgroupsPerPartition: number,
+  partialBytesPerPartition: number,
+  maxBindingBytes: number,
+): { size: number; count: number } {
+  const whole = { size: WHOLE_CONTEXT, count: 1 };
+  if (workgroupsPerPartition * 2 > TARGET_WORKGROUPS) return whole;
+  let size = MIN_PARTITION;
+  let count = partitionsNeeded(batch, items, window, size);
+  const partialLimit = Math.min(MAX_PARTIAL_BYTES, maxBindingBytes);
+  while (
+    count > 1 &&
+    (workgroupsPerPartition * count > TARGET_WORKGROUPS || partialBytesPerPartition * count > partialLimit)
+  ) {
+    size *= 2;
+    count = partitionsNeeded(batch, items, window, size);
+  }
+  return count > 1 ? { size, count } : whole;
+}
+
+/** The dispatches of one attention call, with the tensors they write (benchmarks replay them). */
+export interface PlannedAttention {
+  dispatches: Dispatch[];
+  out: GpuTensor;
+  /** Per-partition results, [1] when the keys are not split; free once the dispatches are recorded. */
+  partials: GpuTensor;
+  partitions: number;
 }
 
 export function attention(
-  _runtime: GpuRuntime,
-  _q: GpuTensor,
-  _cache: KvCache,
-  _layer: number,
-  _batch: PreparedAttentionBatch,
-  _options: AttentionOptions,
+  runtime: GpuRuntime,
+  q: GpuTensor,
+  cache: KvCache,
+  layer: number,
+  batch: PreparedAttentionBatch,
+  options: AttentionOptions,
 ): GpuTensor {
-  return unimplemented("attention");
+  const planned = planAttention(runtime, q, cache, layer, batch, options);
+  for (const work of planned.dispatches) runtime.dispatch(work);
+  runtime.release(planned.partials);
+  return planned.out;
+}
+
+export function planAttention(
+  runtime: GpuRuntime,
+  q: GpuTensor,
+  cache: KvCache,
+  layer: number,
+  batch: PreparedAttentionBatch,
+  options: AttentionOptions,
+): PlannedAttention {
+  if (!(cache instanceof WebGpuKvCache)) throw new Error("attention: the KV cache belongs to another backend");
+  if (!(batch instanceof GpuAttentionBatch)) throw new Error("attention: the batch was prepared by another backend");
+  if (!batch.live) throw new Error("attention: the prepared batch was used after dispose()");
+  const { kvHeads, headDim, blockSize, layers } = cache.spec;
+  const [tokens, qHeads] = q.shape;
+  const expected = `[${batch.totalQueries}, qHeads (a multiple of ${kvHeads}), ${headDim}]`;
+  if (
+    q.dtype !== "f32" ||
+    q.shape.length !== 3 ||
+    tokens !== batch.totalQueries ||
+    q.shape[2] !== headDim ||
+    !qHeads ||
+    qHeads % kvHeads !== 0
+  ) {
+    throw new Error(`attention: q must be f32 ${expected}, got ${q.dtype} ${describeShape(q.shape)}`);
+  }
+  if (!Number.isInteger(layer) || layer < 0 || layer >= layers)
+    throw new Error(`attention: layer ${layer} is outside 0…${layers - 1}`);
+  if (!Number.isFinite(options.scale)) throw new Error(`attention: scale must be finite, got ${options.scale}`);
+  const window = options.slidingWindow ?? 0;
+  if (!Number.isInteger(window) || window < 0 || options.slidingWindow === 0) {
+    throw new Error(
+      `attention: slidingWindow must be a positive integer or null, got ${String(options.slidingWindow)}`,
+    );
+  }
+  checkBlockTables(batch, cache);
+  const out = runtime.allocate([tokens, qHeads, headDim], "f32");
+  if (tokens === 0) return { dispatches: [], out, partials: runtime.allocate([1], "f32"), partitions: 0 };
+
+  const plan = planWorkgroups(
+    headDim,
+    qHeads / kvHeads,
+    batch.maxQueryLength,
+    cache.layout,
+    runtime.gpu.limits.maxComputeWorkgroupStorageSize,
+  );
+  const items = batch.items.get(plan.rowsPerItem)!;
+  const workgroupsPerPartition = items.count * kvHeads * plan.headChunks;
+  const partitions = choosePartitions(
+    batch,
+    items,
+    window,
+    workgroupsPerPartition,
+    tokens * qHeads * (headDim + 2) * 4,
+    runtime.maxBindingBytes,
+  );
+  if (items.count > 65535 || tokens > 65535 || kvHeads * plan.headChunks > 65535) {
+    throw new Error(
+      `attention: ${tokens} query rows in ${items.count} work items exceed the dispatch grid; split the batch`,
+    );
+  }
+  const partials = runtime.allocate(
+    partitions.count > 1 ? [tokens, qHeads, partitions.count, headDim + 2] : [1],
+    "f32",
+  );
+  const dispatches: Dispatch[] = [];
+  dispatches.push({
+    file: "attention.wgsl",
+    entryPoint: "attend",
+    constants: {
+      ...kernelConstants(cache.spec, cache.layout),
+      MAX_VECTORS: plan.maxVectors,
+      UNROLL: cpuVulkan(runtime) ? 0 : 1,
+    },
+    params: new Params()
+      .u32(qHeads)
+      .u32(kvHeads)
+      .u32(plan.headsPerChunk)
+      .u32(plan.headChunks)
+      .u32(blockSize)
+      .u32(window)
+      .u32(partitions.size)
+      .u32(partitions.count)
+      .u32(items.at)
+      .f32(options.scale)
+      .u32(cache.layout.rowWords)
+      .u32(plan.maxVectors)
+      .u32(cache.layout.valuesPerWord),
+    bindings: [q, cache.keys[layer]!, cache.values[layer]!, batch.buffer, out, partials],
+    workgroups: [partitions.count, items.count, kvHeads * plan.headChunks],
+  });
+  if (partitions.count > 1) {
+    dispatches.push({
+      file: "attention_combine.wgsl",
+      entryPoint: "combine",
+      params: new Params().u32(qHeads).u32(headDim).u32(partitions.count),
+      bindings: [partials, out],
+      workgroups: [qHeads, tokens],
+    });
+  }
+  return { dispatches, out, partials, partitions: partitions.count };
+}
+
+/** Every block a sequence's context needs is in its table and inside the cache. */
+function checkBlockTables(batch: GpuAttentionBatch, cache: WebGpuKvCache): void {
+  if (batch.checkedCaches.has(cache)) return;
+  const { blockSize, blockCount } = cache.spec;
+  for (const sequence of batch.sequences) {
+    const needed = Math.ceil(sequence.contextLength / blockSize);
+    if (sequence.blockTable.length < needed) {
+      throw new Error(
+        `attention: a sequence of ${sequence.contextLength} tokens needs ${needed} blocks of ${blockSize}, its table has ${sequence.blockTable.length}`,
+      );
+    }
+    const outside = sequence.blockTable.slice(0, needed).find((block) => block >= blockCount);
+    if (outside !== undefined)
+      throw new Error(`attention: block ${outside} is outside the cache's ${blockCount} blocks`);
+  }
+  batch.checkedCaches.add(cache);
 }

@@ -1,0 +1,165 @@
+/**
+ * Which KV blocks belong to which sequence: a block allocator with reference counts and a block table
+ * per sequence, the same for every backend (vLLM's block manager in miniature). The backend's KvCache
+ * only stores blocks; this class decides where each new token goes.
+ *
+ * Sharing: `fork` lets a new sequence reference the full leading blocks of another (agents with the
+ * same system prompt). A shared block is never written: when a sequence appends into a partly filled
+ * block that someone else also references, it first gets its own copy (copy-on-write).
+ */
+import type { KvCache } from "./contract.js";
+
+export type SequenceId = number;
+
+/** Asked for more blocks than are free; nothing was changed. */
+export class OutOfKvBlocksError extends Error {
+  override name = "OutOfKvBlocksError";
+  constructor(
+    readonly needed: number,
+    readonly free: number,
+    readonly total: number,
+  ) {
+    super(`KV cache out of blocks: need ${needed} more, ${free} of ${total} are free`);
+  }
+}
+
+interface Sequence {
+  blocks: number[];
+  length: number;
+}
+
+export class PagedKv {
+  readonly blockSize: number;
+  readonly blockCount: number;
+  private readonly referenceCounts: Uint32Array;
+  /** Free block ids; popped from the end, so the lowest ids are handed out first. */
+  private readonly freeBlocks: number[];
+  private readonly sequences = new Map<SequenceId, Sequence>();
+  private nextSequenceId: SequenceId = 1;
+
+  constructor(private readonly cache: Pick<KvCache, "spec" | "copyBlocks">) {
+    this.blockSize = cache.spec.blockSize;
+    this.blockCount = cache.spec.blockCount;
+    this.referenceCounts = new Uint32Array(this.blockCount);
+    this.freeBlocks = Array.from({ length: this.blockCount }, (_, index) => this.blockCount - 1 - index);
+  }
+
+  get freeBlockCount(): number {
+    return this.freeBlocks.length;
+  }
+
+  /** A new, empty sequence. */
+  create(): SequenceId {
+    const id = this.nextSequenceId++;
+    this.sequences.set(id, { blocks: [], length: 0 });
+    return id;
+  }
+
+  length(sequence: SequenceId): number {
+    return this.get(sequence).length;
+  }
+
+  /** The blocks holding positions [0, length), in order. */
+  blockTable(sequence: SequenceId): readonly number[] {
+    return [...this.get(sequence).blocks];
+  }
+
+  /** How many sequences reference `block` (0: free). */
+  references(block: number): number {
+    return this.referenceCounts[block] ?? 0;
+  }
+
+  /**
+   * Room for `count` new tokens at the end of the sequence: their slots (block·blockSize + offset),
+   * in order, for KvCache.write. Either every block needed is allocated or an error is thrown and
+   * nothing changes.
+   */
+  append(sequence: SequenceId, count: number): Uint32Array {
+    if (!Number.isInteger(count) || count < 0) throw new Error(`append: token count must be ≥ 0, got ${count}`);
+    const state = this.get(sequence);
+    const partialLast = state.length % this.blockSize !== 0;
+    const lastBlock = state.blocks[state.blocks.length - 1];
+    const copyOnWrite = count > 0 && partialLast && lastBlock !== undefined && this.references(lastBlock) > 1;
+    const newBlocks = Math.ceil((state.length + count) / this.blockSize) - state.blocks.length;
+    this.reserve(newBlocks + (copyOnWrite ? 1 : 0));
+
+    if (copyOnWrite) {
+      const copy = this.allocate();
+      this.cache.copyBlocks([[lastBlock, copy]]);
+      this.release(lastBlock);
+      state.blocks[state.blocks.length - 1] = copy;
+    }
+    for (let i = 0; i < newBlocks; i++) state.blocks.push(this.allocate());
+
+    const slots = new Uint32Array(count);
+    for (let i = 0; i < count; i++) {
+      const position = state.length + i;
+      slots[i] = state.blocks[Math.floor(position / this.blockSize)]! * this.blockSize + (position % this.blockSize);
+    }
+    state.length += count;
+    return slots;
+  }
+
+  /** Forget every token from position `length` on, giving back blocks no longer needed. */
+  trim(sequence: SequenceId, length: number): void {
+    const state = this.get(sequence);
+    if (!Number.isInteger(length) || length < 0 || length > state.length) {
+      throw new Error(`trim: length ${length} is outside the sequence's 0…${state.length}`);
+    }
+    const keep = Math.ceil(length / this.blockSize);
+    for (const block of state.blocks.splice(keep)) this.release(block);
+    state.length = length;
+  }
+
+  /**
+   * A new sequence holding the first `length` tokens of `source`: full blocks are shared (their
+   * reference counts go up), a partly filled last block is copied so both can append at once.
+   */
+  fork(source: SequenceId, length = this.length(source)): SequenceId {
+    const state = this.get(source);
+    if (!Number.isInteger(length) || length < 0 || length > state.length) {
+      throw new Error(`fork: length ${length} is outside the source's 0…${state.length}`);
+    }
+    const fullBlocks = Math.floor(length / this.blockSize);
+    const partial = length % this.blockSize !== 0;
+    this.reserve(partial ? 1 : 0);
+    const blocks = state.blocks.slice(0, fullBlocks);
+    for (const block of blocks) this.referenceCounts[block]!++;
+    if (partial) {
+      const copy = this.allocate();
+      this.cache.copyBlocks([[state.blocks[fullBlocks]!, copy]]);
+      blocks.push(copy);
+    }
+    const id = this.nextSequenceId++;
+    this.sequences.set(id, { blocks, length });
+    return id;
+  }
+
+  /** End a sequence, giving back the blocks only it referenced. */
+  free(sequence: SequenceId): void {
+    for (const block of this.get(sequence).blocks) this.release(block);
+    this.sequences.delete(sequence);
+  }
+
+  private get(sequence: SequenceId): Sequence {
+    const state = this.sequences.get(sequence);
+    if (!state) throw new Error(`KV sequence ${sequence} does not exist (never created, or freed)`);
+    return state;
+  }
+
+  private reserve(blocks: number): void {
+    if (blocks > this.freeBlocks.length) throw new OutOfKvBlocksError(blocks, this.freeBlocks.length, this.blockCount);
+  }
+
+  private allocate(): number {
+    const block = this.freeBlocks.pop();
+    if (block === undefined) throw new OutOfKvBlocksError(1, 0, this.blockCount);
+    this.referenceCounts[block] = 1;
+    return block;
+  }
+
+  private release(block: number): void {
+    const remaining = --this.referenceCounts[block]!;
+    if (remaining === 0) this.freeBlocks.push(block);
+  }
+}

@@ -1,0 +1,129 @@
+import { describe, expect, it } from "vitest";
+import type { KvCacheSpec } from "../../backends/contract.js";
+import { OutOfKvBlocksError, PagedKv } from "../../backends/kv-paging.js";
+
+/** A KvCache that only records the block copies asked of it: PagedKv never touches the storage itself. */
+function fakeCache(blockCount: number, blockSize = 4) {
+  const spec: KvCacheSpec = {
+    layers: 1,
+    kvHeads: 1,
+    headDim: 8,
+    blockSize,
+    blockCount,
+    storage: { kind: "float", dtype: "f32" },
+  };
+  const copies: [number, number][] = [];
+  return {
+    copies,
+    cache: {
+      spec,
+      copyBlocks: (pairs: readonly (readonly [number, number])[]) => {
+        for (const [source, destination] of pairs) copies.push([source, destination]);
+      },
+    },
+  };
+}
+
+describe("PagedKv", () => {
+  it("gives each appended token a slot = block·blockSize + offset, allocating blocks as they fill", () => {
+    const { cache } = fakeCache(8);
+    const kv = new PagedKv(cache);
+    const sequence = kv.create();
+    expect([...kv.append(sequence, 3)]).toEqual([0, 1, 2]);
+    expect([...kv.append(sequence, 6)]).toEqual([3, 4, 5, 6, 7, 8]);
+    expect(kv.blockTable(sequence)).toEqual([0, 1, 2]);
+    expect(kv.length(sequence)).toBe(9);
+    expect(kv.freeBlockCount).toBe(5);
+  });
+
+  it("keeps the sequences of a ragged batch in separate blocks", () => {
+    const { cache } = fakeCache(8);
+    const kv = new PagedKv(cache);
+    const [a, b] = [kv.create(), kv.create()];
+    kv.append(a, 2);
+    const slotsOfB = kv.append(b, 2);
+    const slotsOfA = kv.append(a, 3);
+    expect(kv.blockTable(a)).toEqual([0, 2]);
+    expect(kv.blockTable(b)).toEqual([1]);
+    expect([...slotsOfA]).toEqual([2, 3, 8]);
+    expect([...slotsOfB]).toEqual([4, 5]);
+  });
+
+  it("trim gives back whole blocks past the new length and appends after it", () => {
+    const { cache } = fakeCache(8);
+    const kv = new PagedKv(cache);
+    const sequence = kv.create();
+    kv.append(sequence, 10);
+    kv.trim(sequence, 5);
+    expect(kv.blockTable(sequence)).toEqual([0, 1]);
+    expect(kv.freeBlockCount).toBe(6);
+    expect([...kv.append(sequence, 1)]).toEqual([5]);
+    kv.trim(sequence, 0);
+    expect(kv.blockTable(sequence)).toEqual([]);
+    expect(kv.freeBlockCount).toBe(8);
+    expect(() => kv.trim(sequence, 1)).toThrow("outside the sequence's 0…0");
+  });
+
+  it("fork shares full blocks and copies a partly filled last block", () => {
+    const { cache, copies } = fakeCache(8);
+    const kv = new PagedKv(cache);
+    const source = kv.create();
+    kv.append(source, 10); // blocks 0, 1 full; 2 holds two tokens
+    const child = kv.fork(source);
+    expect(kv.blockTable(child)).toEqual([0, 1, 3]);
+    expect(copies).toEqual([[2, 3]]);
+    expect([kv.references(0), kv.references(1), kv.references(2), kv.references(3)]).toEqual([2, 2, 1, 1]);
+    const atBoundary = kv.fork(source, 8);
+    expect(kv.blockTable(atBoundary)).toEqual([0, 1]);
+    expect(copies).toHaveLength(1);
+  });
+
+  it("copies a shared last block before writing into it, leaving the other sharer's block alone", () => {
+    const { cache, copies } = fakeCache(8);
+    const kv = new PagedKv(cache);
+    const source = kv.create();
+    kv.append(source, 8);
+    const child = kv.fork(source);
+    kv.trim(child, 6); // child's last block (1) is still shared and now partly filled
+    const slots = kv.append(child, 3);
+    expect(copies).toEqual([[1, 2]]);
+    expect(kv.blockTable(child)).toEqual([0, 2, 3]);
+    expect([...slots]).toEqual([10, 11, 12]);
+    expect(kv.blockTable(source)).toEqual([0, 1]);
+    expect(kv.references(1)).toBe(1);
+    // Appending to a full shared block needs no copy: the new tokens go to a new block.
+    const second = kv.fork(source);
+    kv.append(second, 1);
+    expect(copies).toHaveLength(1);
+  });
+
+  it("free releases only blocks no other sequence references", () => {
+    const { cache } = fakeCache(4);
+    const kv = new PagedKv(cache);
+    const source = kv.create();
+    kv.append(source, 8);
+    const child = kv.fork(source);
+    kv.free(source);
+    expect(kv.freeBlockCount).toBe(2);
+    expect(kv.blockTable(child)).toEqual([0, 1]);
+    kv.free(child);
+    expect(kv.freeBlockCount).toBe(4);
+    expect(() => kv.length(child)).toThrow("does not exist");
+  });
+
+  it("fails clearly when out of blocks, changing nothing", () => {
+    const { cache, copies } = fakeCache(3);
+    const kv = new PagedKv(cache);
+    const source = kv.create();
+    kv.append(source, 6); // 2 blocks, the second half full
+    const child = kv.fork(source, 4);
+    kv.trim(source, 5);
+    kv.append(kv.create(), 1); // the last free block
+    expect(() => kv.append(child, 5)).toThrow(OutOfKvBlocksError);
+    expect(() => kv.append(child, 5)).toThrow("need 2 more, 0 of 3 are free");
+    expect(kv.length(child)).toBe(4);
+    expect(kv.blockTable(child)).toEqual([0]);
+    expect(() => kv.fork(source)).toThrow("need 1 more");
+    expect(copies).toEqual([]);
+  });
+});
