@@ -3,8 +3,9 @@
 // weight is read once with 16-byte loads, and each x value read serves four rows. x is staged in workgroup
 // memory, block by block of k: read from global memory with coalesced loads, pre-scaled, and laid out so
 // that the lanes of a slot read consecutive addresses (lanes reading their own chunks' x straight from
-// global memory touch a cache line each per load, which cost more than the weights). No function-scope
-// array is indexed by a loop variable (drivers may put such arrays in slow local memory).
+// global memory touch a cache line each per load, which cost more than the weights). Four rows are one
+// vec4 and a chunk's words are spelled out: the only function-scope array indexed by a loop variable is
+// the accumulator over BATCH, a constant-count loop (drivers may put such arrays in slow local memory).
 //
 // Bindings: 0 params (uniform Params),
 //   1 x: array<vec4<f32>> [m, k] f32 activations (k is a multiple of 32, so rows are whole vec4s),
