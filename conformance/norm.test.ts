@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { DType } from "../backends/contract.js";
+import * as dtypes from "./oracle/dtypes.js";
 import * as oracle from "./oracle/norm.js";
 import { backendFor, backendsUnderTest, poison } from "./support/backends.js";
 import { TOLERANCE, checkClose } from "./support/compare.js";
@@ -19,8 +20,8 @@ const RMS_SHAPES: [number, number][] = [
 /** The weight as the backend stores it and as the oracle reads it (the exact 16-bit values). */
 function weightIn(dtype: DType, values: Float32Array): { stored: Float32Array | Uint16Array; exact: Float64Array } {
   if (dtype === "f32") return { stored: values, exact: Float64Array.from(values) };
-  const encode = dtype === "f16" ? oracle.float16Bits : oracle.bfloat16Bits;
-  const decode = dtype === "f16" ? oracle.fromFloat16Bits : oracle.fromBfloat16Bits;
+  const encode = dtype === "f16" ? dtypes.floatToHalfBits : dtypes.floatToBfloatBits;
+  const decode = dtype === "f16" ? dtypes.halfBitsToFloat : dtypes.bfloatBitsToFloat;
   const stored = Uint16Array.from(values, encode);
   return { stored, exact: Float64Array.from(stored, decode) };
 }
