@@ -23,10 +23,10 @@ import { fileURLToPath } from "node:url";
 import type { KvCacheSpec } from "../backends/contract.js";
 import { PagedKv } from "../backends/kv-paging.js";
 import { planAttention, prepareAttention, type PlannedAttention } from "../backends/webgpu/ops/attention.js";
-import { grid1d } from "../backends/webgpu/ops/grid.js";
 import { WebGpuKvCache } from "../backends/webgpu/ops/kv-cache.js";
-import { GpuRuntime, Params, type GpuTensor } from "../backends/webgpu/runtime.js";
-import { DispatchTimer, benchDevice, type Call, type CallTiming } from "./lib/gpu-timing.js";
+import { GpuRuntime, type GpuTensor } from "../backends/webgpu/runtime.js";
+import { callMicros, measureRead } from "./lib/read-baseline.js";
+import { DispatchTimer, benchDevice } from "./lib/gpu-timing.js";
 
 const quick = process.argv.includes("--quick");
 const deviceName = process.argv.find((option) => option.startsWith("--name="))?.slice("--name=".length);
@@ -57,8 +57,6 @@ interface Result {
   percentOfRead: number;
 }
 
-const callMicros = (timing: CallTiming) => timing.isolatedMicros ?? timing.streamMicros;
-
 /** Fill a buffer with arbitrary finite floats (a counter's bits shaped into [-1, 1)). */
 function randomFloats(count: number): Float32Array {
   const values = new Float32Array(count);
@@ -68,28 +66,6 @@ function randomFloats(count: number): Float32Array {
     values[i] = state / 2 ** 31 - 1;
   }
   return values;
-}
-
-async function measureRead(runtime: GpuRuntime, timer: DispatchTimer): Promise<{ bytes: number; timing: CallTiming }> {
-  const limit = Math.min(runtime.maxBindingBytes, runtime.gpu.limits.maxBufferSize);
-  const bytes = Math.floor(Math.min(quick ? 64 * MiB : 1024 * MiB, limit) / 4096) * 4096;
-  const data = runtime.allocate([bytes / 4], "u32", "weights");
-  const vec4Count = bytes / 16;
-  const workgroups = grid1d(vec4Count, 256 * 8);
-  const out = runtime.allocate([workgroups[0] * workgroups[1]], "u32", "weights");
-  const call: Call = [
-    {
-      file: "bench_read.wgsl",
-      entryPoint: "read_all",
-      params: new Params().u32(vec4Count),
-      bindings: [data, out],
-      workgroups,
-    },
-  ];
-  const timing = await timer.time([call], READ_ITERATIONS, WARMUP_MILLIS);
-  runtime.release(data);
-  runtime.release(out);
-  return { bytes, timing };
 }
 
 async function measureCase(
@@ -216,7 +192,11 @@ async function main(): Promise<void> {
     `device: ${gpuDevice.adapterDescription}; timing by ${timer.method}${quick ? ", --quick" : ""}; ` +
       `max binding ${runtime.maxBindingBytes / MiB} MiB, workgroup memory ${gpuDevice.limits.maxComputeWorkgroupStorageSize} B`,
   );
-  const read = await measureRead(runtime, timer);
+  const read = await measureRead(runtime, timer, {
+    requestedBytes: quick ? 64 * MiB : 1024 * MiB,
+    iterations: READ_ITERATIONS,
+    warmupMillis: WARMUP_MILLIS,
+  });
   const readGigabytesPerSecond = read.bytes / callMicros(read.timing) / 1000;
   console.log(
     `read kernel: ${(read.bytes / MiB).toFixed(0)} MiB in ${callMicros(read.timing).toFixed(1)} µs = ${readGigabytesPerSecond.toFixed(0)} GB/s`,

@@ -25,10 +25,10 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Matrix, QuantizedMatrix } from "../backends/contract.js";
-import { grid1d } from "../backends/webgpu/ops/grid.js";
 import { planMatmul, setGemvTuning, type GemvTuning } from "../backends/webgpu/ops/matmul.js";
-import { GpuRuntime, Params, type GpuTensor } from "../backends/webgpu/runtime.js";
-import { DispatchTimer, benchDevice, type Call, type CallTiming } from "./lib/gpu-timing.js";
+import { GpuRuntime, type GpuTensor } from "../backends/webgpu/runtime.js";
+import { callMicros, fill, measureRead } from "./lib/read-baseline.js";
+import { DispatchTimer, benchDevice, type Call } from "./lib/gpu-timing.js";
 
 const options = new Set(process.argv.slice(2));
 const quick = options.has("--quick");
@@ -78,22 +78,6 @@ const SWEEP_TUNINGS: GemvTuning[] = [8, 16, 32, 64].flatMap((threadsPerRow) =>
   [128, 256].map((workgroupSize) => ({ threadsPerRow, workgroupSize })),
 );
 
-/** Fill a weight buffer with pseudo-random words from one host block, written again and again. */
-function fill(runtime: GpuRuntime, tensor: GpuTensor, wordMask = 0xffffffff, constant?: number): void {
-  const block = new Uint32Array(Math.min(4 * MiB, Math.ceil(tensor.byteLength / 4)));
-  let state = 0x9e3779b9;
-  for (let i = 0; i < block.length; i++) {
-    state ^= state << 13;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    block[i] = constant ?? (state & wordMask) >>> 0;
-  }
-  const bytes = Math.ceil(tensor.byteLength / 4) * 4;
-  for (let offset = 0; offset < bytes; offset += block.byteLength) {
-    runtime.device.queue.writeBuffer(tensor.buffer, offset, block, 0, Math.min(block.byteLength, bytes - offset) / 4);
-  }
-}
-
 function makeWeight(runtime: GpuRuntime, { k, n, weight }: Case): { matrix: Matrix; tensors: GpuTensor[] } {
   if (weight === "bf16") {
     const tensor = runtime.allocate([n, k], "bf16", "weights");
@@ -133,37 +117,6 @@ interface Result {
   percentOfRead: number;
   teraflops: number;
   tuning?: GemvTuning;
-}
-
-/** The call time the table leads with: one call alone where timestamps allow, else the stream. */
-const callMicros = (timing: CallTiming) => timing.isolatedMicros ?? timing.streamMicros;
-
-async function measureRead(
-  runtime: GpuRuntime,
-  timer: DispatchTimer,
-  requestedBytes = quick ? 64 * MiB : 1024 * MiB,
-): Promise<{ bytes: number; timing: CallTiming }> {
-  const limit = Math.min(runtime.maxBindingBytes, runtime.gpu.limits.maxBufferSize);
-  const bytes = Math.floor(Math.min(requestedBytes, limit) / 4096) * 4096;
-  const data = runtime.allocate([bytes / 4], "u32", "weights");
-  fill(runtime, data);
-  const vec4Count = bytes / 16;
-  const itemsPerWorkgroup = 256 * 8;
-  const workgroups = grid1d(vec4Count, itemsPerWorkgroup);
-  const out = runtime.allocate([workgroups[0] * workgroups[1]], "u32", "weights");
-  const call: Call = [
-    {
-      file: "bench_read.wgsl",
-      entryPoint: "read_all",
-      params: new Params().u32(vec4Count),
-      bindings: [data, out],
-      workgroups,
-    },
-  ];
-  const timing = await timer.time([call], READ_ITERATIONS, WARMUP_MILLIS);
-  runtime.release(data);
-  runtime.release(out);
-  return { bytes, timing };
 }
 
 async function measureCase(
@@ -241,7 +194,11 @@ async function main(): Promise<void> {
       `${quick ? ", --quick" : ""}${dawnFeatures.length ? `, Dawn features ${dawnFeatures.join(",")}` : ""}; max binding ${runtime.maxBindingBytes / MiB} MiB`,
   );
 
-  const read = await measureRead(runtime, timer);
+  const read = await measureRead(runtime, timer, {
+    requestedBytes: quick ? 64 * MiB : 1024 * MiB,
+    iterations: READ_ITERATIONS,
+    warmupMillis: WARMUP_MILLIS,
+  });
   const readGigabytesPerSecond = read.bytes / callMicros(read.timing) / 1000;
   console.log(
     `read kernel: ${(read.bytes / MiB).toFixed(0)} MiB in ${callMicros(read.timing).toFixed(1)} µs = ` +
@@ -249,7 +206,11 @@ async function main(): Promise<void> {
   );
 
   // What a dispatch costs at all: the same kernel over 64 KiB.
-  const floor = await measureRead(runtime, timer, 64 * 1024);
+  const floor = await measureRead(runtime, timer, {
+    requestedBytes: 64 * 1024,
+    iterations: READ_ITERATIONS,
+    warmupMillis: WARMUP_MILLIS,
+  });
   console.log(
     `dispatch floor (read kernel over 64 KiB): ${callMicros(floor.timing).toFixed(1)} µs alone, ` +
       `${floor.timing.streamMicros.toFixed(1)} µs/call back to back`,
