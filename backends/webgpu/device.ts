@@ -5,7 +5,7 @@
  */
 import { create, globals } from "webgpu";
 
-let gpu: GPU | null = null;
+const instances = new Map<string, GPU>();
 
 export interface GpuDevice {
   device: GPUDevice;
@@ -14,6 +14,10 @@ export interface GpuDevice {
   hasSubgroups: boolean;
   hasF16: boolean;
   hasTimestamps: boolean;
+  /** Smallest subgroup the adapter may run (0 without subgroups): kernels that sum with shuffles alone need it. */
+  subgroupMinSize: number;
+  /** A Vulkan-on-the-CPU adapter (lavapipe, SwiftShader): its shader compiler balks at heavy unrolling. */
+  isCpuAdapter: boolean;
 }
 
 /** No adapter: the message says what to install. */
@@ -23,10 +27,21 @@ export class NoWebGpuAdapterError extends Error {
 
 const WANTED_FEATURES: GPUFeatureName[] = ["subgroups", "shader-f16", "timestamp-query"];
 
-export async function acquireDevice(onLost: (reason: string) => void): Promise<GpuDevice> {
-  if (gpu === null) {
+/**
+ * `dawnFlags` are Dawn's own options (e.g. `disable-dawn-features=timestamp_quantization`, which
+ * benchmarks need: Dawn rounds timestamps to tens of µs, longer than a decode GEMV). One GPU object is
+ * created per set of flags and kept for good.
+ */
+export async function acquireDevice(
+  onLost: (reason: string) => void,
+  dawnFlags: readonly string[] = [],
+): Promise<GpuDevice> {
+  const key = dawnFlags.join(" ");
+  let gpu = instances.get(key);
+  if (!gpu) {
     Object.assign(globalThis, globals);
-    gpu = create([]);
+    gpu = create([...dawnFlags]);
+    instances.set(key, gpu);
   }
   const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
   if (!adapter) {
@@ -53,5 +68,7 @@ export async function acquireDevice(onLost: (reason: string) => void): Promise<G
     hasSubgroups: device.features.has("subgroups"),
     hasF16: device.features.has("shader-f16"),
     hasTimestamps: device.features.has("timestamp-query"),
+    subgroupMinSize: device.features.has("subgroups") ? (info.subgroupMinSize ?? 0) : 0,
+    isCpuAdapter: info.architecture === "software" || /llvmpipe|lavapipe|swiftshader/i.test(info.description),
   };
 }

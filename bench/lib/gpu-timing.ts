@@ -3,44 +3,18 @@
  * that records planned dispatches (the ops' own `plan*` output) through the runtime between timestamp
  * queries, or times them over the wall clock when the device has no timestamp-query.
  */
-import { create, globals } from "webgpu";
-import type { GpuDevice } from "../../backends/webgpu/device.js";
+import { acquireDevice, type GpuDevice } from "../../backends/webgpu/device.js";
 import { GpuTensor, type Dispatch, type GpuRuntime } from "../../backends/webgpu/runtime.js";
 
-/** Kept for the life of the process: Dawn crashes if this is collected while a device is in use. */
-let gpu: GPU | null = null;
-
 /**
- * A device like backends/webgpu/device.ts makes, with Dawn's timestamp quantization off: it rounds
- * timestamps to tens of microseconds (a timing-attack guard for browsers), longer than a decode GEMV.
- * `enableDawnFeatures` names more Dawn toggles, for experiments (e.g. disable_robustness).
+ * The backend's own device with Dawn's timestamp quantization off: it rounds timestamps to tens of
+ * microseconds (a timing-attack guard for browsers), longer than a decode GEMV. `enableDawnFeatures`
+ * names more Dawn toggles, for experiments (e.g. disable_robustness).
  */
-export async function benchDevice(enableDawnFeatures: readonly string[] = []): Promise<GpuDevice> {
-  Object.assign(globalThis, globals);
+export function benchDevice(enableDawnFeatures: readonly string[] = []): Promise<GpuDevice> {
   const flags = ["disable-dawn-features=timestamp_quantization"];
   if (enableDawnFeatures.length > 0) flags.push(`enable-dawn-features=${enableDawnFeatures.join(",")}`);
-  gpu = create(flags);
-  const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
-  if (!adapter) throw new Error("no WebGPU adapter found");
-  const requiredLimits: Record<string, number> = {};
-  for (const name in adapter.limits) {
-    const value = adapter.limits[name as keyof GPUSupportedLimits];
-    if (typeof value === "number") requiredLimits[name] = value;
-  }
-  const wanted: GPUFeatureName[] = ["subgroups", "shader-f16", "timestamp-query"];
-  const device = await adapter.requestDevice({
-    requiredLimits,
-    requiredFeatures: wanted.filter((feature) => adapter.features.has(feature)),
-  });
-  const info = adapter.info;
-  return {
-    device,
-    adapterDescription: [info.vendor, info.architecture, info.description].filter(Boolean).join(" / "),
-    limits: device.limits,
-    hasSubgroups: device.features.has("subgroups"),
-    hasF16: device.features.has("shader-f16"),
-    hasTimestamps: device.features.has("timestamp-query"),
-  };
+  return acquireDevice((reason) => process.stderr.write(`${reason}\n`), flags);
 }
 
 /** One call of an op: the dispatches it records (several when a matrix is split in row chunks). */

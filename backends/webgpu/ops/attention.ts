@@ -175,7 +175,7 @@ export function planWorkgroups(
 
 /** A Vulkan on the CPU (lavapipe, SwiftShader), whose compiler is slow on unrolled kernels. */
 function cpuVulkan(runtime: GpuRuntime): boolean {
-  return /llvmpipe|lavapipe|swiftshader/i.test(runtime.gpu.adapterDescription);
+  return runtime.gpu.isCpuAdapter;
 }
 
 /** Partitions a work item's visible keys fall into, partitions aligned to multiples of `size`. */

@@ -238,7 +238,7 @@ function xBlockChunks(
 }
 
 function gemvEntryPoint(runtime: GpuRuntime, threadsPerRow: number): "gemv" | "gemv_subgroup" {
-  const smallestSubgroup = runtime.gpu.hasSubgroups ? (runtime.device.adapterInfo?.subgroupMinSize ?? 0) : 0;
+  const smallestSubgroup = runtime.gpu.subgroupMinSize;
   return smallestSubgroup >= threadsPerRow ? "gemv_subgroup" : "gemv";
 }
 
