@@ -118,7 +118,9 @@ function parseHeader(
   const spans: [number, number, string][] = [];
   for (const [name, value] of Object.entries(header)) {
     if (name === "__metadata__") {
-      if (value === null || typeof value !== "object") throw fail("__metadata__ is not an object");
+      // MLX's writer emits `"__metadata__": null` when there is none.
+      if (value === null) continue;
+      if (typeof value !== "object") throw fail("__metadata__ is not an object");
       for (const [key, item] of Object.entries(value as Record<string, unknown>)) {
         if (typeof item !== "string") throw fail(`__metadata__.${key} is not a string`);
         metadata[key] = item;

@@ -74,6 +74,18 @@ describe("safetensors", () => {
     await reread.close();
   });
 
+  it('reads the header MLX writes when there is no metadata ("__metadata__": null)', async () => {
+    const path = join(scratchDir(), "mlx.safetensors");
+    const header = Buffer.from('{"__metadata__":null,"a":{"data_offsets":[0,8],"dtype":"F32","shape":[2]}}');
+    const length = Buffer.alloc(8);
+    length.writeBigUInt64LE(BigInt(header.length));
+    writeFileSync(path, Buffer.concat([length, header, Buffer.from(new Float32Array([1, -2]).buffer)]));
+    const file = await SafetensorsFile.open(path);
+    expect(file.metadata).toEqual({});
+    expect(Array.from(new Float32Array((await file.read("a")).slice().buffer))).toEqual([1, -2]);
+    await file.close();
+  });
+
   it("refuses data that does not match its dtype and shape, naming the tensor", async () => {
     const path = join(scratchDir(), "bad.safetensors");
     await expect(
