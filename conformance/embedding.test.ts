@@ -1,11 +1,12 @@
 import { afterEach, describe, expect, it } from "vitest";
-import type { Backend, Matrix, QuantizedMatrix } from "../backends/contract.js";
+import type { Backend, Matrix } from "../backends/contract.js";
 import type { WebGpuBackend } from "../backends/webgpu/backend.js";
 import { overrideBindingLimit, planEmbedding } from "../backends/webgpu/ops/matmul.js";
 import type { GpuTensor } from "../backends/webgpu/runtime.js";
 import * as oracle from "./oracle/matmul.js";
 import { backendFor, backendsUnderTest, poison } from "./support/backends.js";
 import { TOLERANCE, checkClose } from "./support/compare.js";
+import { uploadQuantizedMatrix } from "./support/weights.js";
 import { random, type Random } from "./support/random.js";
 
 // A gather copies stored values, so the only error allowed is f32 rounding of s·q + b for quantized
@@ -42,17 +43,7 @@ function quantizedTable(
   scaleDtype: oracle.ScaleDtype,
 ): Table {
   const host = oracle.quantize(rng.normals(rows * cols), rows, cols, bits, groupSize, scaleDtype);
-  const groups = [rows, cols / groupSize];
-  const matrix: QuantizedMatrix = {
-    kind: "quantized",
-    weight: backend.upload(host.weight, [rows, (cols * bits) / 32], "u32", "weights"),
-    scales: backend.upload(host.scales, groups, scaleDtype, "weights"),
-    biases: backend.upload(host.biases, groups, scaleDtype, "weights"),
-    rows,
-    cols,
-    bits,
-    groupSize,
-  };
+  const matrix = uploadQuantizedMatrix(backend, host, rows, cols, bits, groupSize, scaleDtype);
   return { matrix, exact: host.dequantized, tensors: [matrix.weight, matrix.scales, matrix.biases] };
 }
 

@@ -6,6 +6,7 @@ import type { GpuTensor } from "../backends/webgpu/runtime.js";
 import * as oracle from "./oracle/matmul.js";
 import { backendFor, backendsUnderTest, poison } from "./support/backends.js";
 import { TOLERANCE, checkClose } from "./support/compare.js";
+import { uploadQuantizedMatrix } from "./support/weights.js";
 import { random, type Random } from "./support/random.js";
 
 // Tolerance: the oracle multiplies the exact values the backend holds (16-bit weights decoded from their
@@ -41,17 +42,7 @@ function uploadQuantized(
   scaleDtype: oracle.ScaleDtype,
 ): QuantizedWeight {
   const host = oracle.quantize(rng.normals(rows * cols, 0.5), rows, cols, bits, groupSize, scaleDtype);
-  const groups = [rows, cols / groupSize];
-  const matrix: QuantizedMatrix = {
-    kind: "quantized",
-    weight: backend.upload(host.weight, [rows, (cols * bits) / 32], "u32", "weights"),
-    scales: backend.upload(host.scales, groups, scaleDtype, "weights"),
-    biases: backend.upload(host.biases, groups, scaleDtype, "weights"),
-    rows,
-    cols,
-    bits,
-    groupSize,
-  };
+  const matrix = uploadQuantizedMatrix(backend, host, rows, cols, bits, groupSize, scaleDtype);
   return { matrix, exact: host.dequantized };
 }
 
