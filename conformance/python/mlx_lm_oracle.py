@@ -8,7 +8,11 @@ RESULT:  {"models": [{"path": DIR, "sequences": [{"prompt_logits": [...], "token
 For each prompt: the logits at the prompt's last position, then N greedy tokens (argmax, lowest id on
 ties as numpy/mlx argmax does), and at each step the gap between the best and second-best logit, so a
 mismatch can be told apart from a near-tie. Everything runs in the model's own dtype on MLX's CPU
-device, with mlx-lm's own KV cache (RotatingKVCache on Gemma 3's sliding layers).
+device, with mlx-lm's own KV cache (RotatingKVCache on Gemma 3's sliding layers), after casting every
+floating-point parameter to float32: a bf16 checkpoint's values are exact in float32, so this is mlx-lm's
+math on exactly the stored weights at the precision our backends compute in (f32 activations and
+accumulation). Run natively in bf16, mlx-lm rounds every activation to 8 bits of mantissa and its own
+logits move by ~1% — that would test MLX's rounding, not our model code.
 """
 
 import json
@@ -43,6 +47,7 @@ def main():
     results = []
     for entry in request["models"]:
         model, _ = load_model(Path(entry["path"]))
+        model.set_dtype(mx.float32)
         sequences = [run_prompt(model, prompt, entry["steps"]) for prompt in entry["prompts"]]
         results.append({"path": entry["path"], "sequences": sequences})
     with open(result_path, "w") as f:

@@ -25,18 +25,22 @@ import {
   type LanguageModel,
 } from "./architecture.js";
 import type { ModelConfig } from "./config.js";
-import { bfloat16ToFloat32, float32ToBfloat16, narrow, widen } from "./numeric.js";
+import { bfloat16ToFloat32, float32ToBfloat16 } from "./numeric.js";
 import type { ModelWeights } from "./weights.js";
 
 /**
- * Gemma's RMSNorm weight is stored as w and applied as (1 + w). The sum is formed in the stored dtype
- * (MLX adds a Python float to a bf16 array and gets bf16), then uploaded as f32.
+ * Gemma's RMSNorm weight is stored as w and applied as (1 + w), formed in float32 as transformers
+ * does (`1.0 + weight.float()`); mlx-lm forms it in the stored dtype, which rounds it on bf16 weights.
  */
-async function gemmaNormWeight(weights: ModelWeights, backend: Backend, name: string, size: number): Promise<Tensor> {
-  const { values, dtype } = await weights.float32(name, [size]);
-  let onePlus: Float32Array = new Float32Array(values.length);
+async function gemmaNormWeight(
+  weights: ModelWeights,
+  backend: Backend,
+  name: string,
+  size: number,
+): Promise<Tensor> {
+  const { values } = await weights.float32(name, [size]);
+  const onePlus = new Float32Array(values.length);
   for (let i = 0; i < values.length; i++) onePlus[i] = 1 + values[i]!;
-  if (dtype === "f16" || dtype === "bf16") onePlus = widen(narrow(onePlus, dtype), dtype);
   return weights.upload(backend, onePlus, [size], "f32");
 }
 
