@@ -101,7 +101,10 @@ export class Linear {
   ): Promise<Linear> {
     const matrix = await weights.matrix(backend, module, outFeatures, inFeatures);
     const hasBias = bias === "required" || (bias === "optional" && weights.has(`${module}.bias`));
-    const biasTensor = hasBias ? await weights.tensor(backend, `${module}.bias`, [outFeatures]) : null;
+    // Biases join activations in add, which takes f32: widen them once here.
+    const biasTensor = hasBias
+      ? weights.upload(backend, (await weights.float32(`${module}.bias`, [outFeatures])).values, [outFeatures], "f32")
+      : null;
     return new Linear(matrix, biasTensor);
   }
 
