@@ -18,11 +18,9 @@ const entries: Record<BackendName, BackendEntry> = {
     create: async () => (await import("./webgpu/backend.js")).WebGpuBackend.create(),
   },
   mlx: {
-    unavailableReason: () =>
-      Promise.resolve(
-        "the MLX backend is not built in this version (it comes with the native addon); use --backend webgpu",
-      ),
-    create: () => Promise.reject(new Error("the MLX backend is not built in this version")),
+    // The addon's loader: null once native/ built it, otherwise the advice `npm install` printed.
+    unavailableReason: async () => (await import("./mlx/addon.js")).mlxUnavailableReason(),
+    create: async () => (await import("./mlx/backend.js")).MlxBackend.create(),
   },
 };
 

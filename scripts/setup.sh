@@ -52,5 +52,19 @@ fi
 echo "setup: installing the Python test oracles (pip install -r scripts/requirements-test.txt)"
 python3 -m pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
 
+# `npm ci` builds the MLX addon (native/) against the MLX wheel installed above: it needs CMake and a
+# C++20 compiler (bookworm's cmake 3.25 and g++ 12 do).
+if [ -r /etc/debian_version ] && ! { command -v cmake && command -v g++ && command -v make; } >/dev/null 2>&1; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: the MLX addon needs CMake and a C++ compiler; as root run this script again, or:" >&2
+    echo "  apt-get install cmake g++ make" >&2
+    exit 1
+  fi
+  echo "setup: installing cmake, g++ and make (to build the MLX addon)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends cmake g++ make >/dev/null
+fi
+
 echo "setup: installing npm dependencies (npm ci)"
 npm ci --no-audit --no-fund

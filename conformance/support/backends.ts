@@ -4,12 +4,15 @@
  * cannot start fails the suite; it is never skipped.
  */
 import type { Backend, Tensor } from "../../backends/contract.js";
+import { mlxExpected } from "../../backends/mlx/addon.js";
 import { createBackend, type BackendName } from "../../backends/registry.js";
 
 export function backendsUnderTest(): BackendName[] {
   const named = process.env.CONFORMANCE_BACKEND;
   if (named) return [named as BackendName];
-  return ["webgpu"];
+  // MLX is under test wherever its addon was built or the install found MLX (then a failed build
+  // fails the suite instead of leaving the backend out).
+  return mlxExpected() ? ["webgpu", "mlx"] : ["webgpu"];
 }
 
 const instances = new Map<BackendName, Promise<Backend>>();
