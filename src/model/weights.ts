@@ -37,12 +37,13 @@ class DelayedProgress {
     private readonly label: string,
     private readonly totalBytes: number,
     private readonly stream: NodeJS.WriteStream | null,
+    private readonly afterMs: number,
   ) {}
 
   advance(bytes: number): void {
     this.loaded += bytes;
     if (this.bar) this.bar.advance(bytes);
-    else if (this.stream && performance.now() - this.started > 1000) {
+    else if (this.stream && performance.now() - this.started >= this.afterMs) {
       this.bar = createProgress({ label: this.label, totalBytes: this.totalBytes, stream: this.stream });
       this.bar.advance(this.loaded);
     }
@@ -56,6 +57,8 @@ class DelayedProgress {
 export interface WeightLoadOptions {
   /** Where the progress bar goes when loading takes over a second; null for none. Default stderr. */
   progressStream?: NodeJS.WriteStream | null;
+  /** Milliseconds a load may take before the bar appears (default 1000). */
+  progressAfterMs?: number;
 }
 
 export class ModelWeights {
@@ -76,6 +79,7 @@ export class ModelWeights {
       "loading weights",
       this.totalBytes(),
       options.progressStream === undefined ? process.stderr : options.progressStream,
+      options.progressAfterMs ?? 1000,
     );
   }
 

@@ -12,6 +12,7 @@ export type FlushHook = () => Promise<void> | void;
 export class Lifecycle {
   private currentState: ServerState = "loading";
   private unhealthyReason: string | null = null;
+  private readonly healthProbes: (() => string | null)[] = [];
   private readonly inFlight = new Set<AbortController>();
   private readonly flushHooks: { name: string; run: FlushHook }[] = [];
   private readonly idleWaiters: (() => void)[] = [];
@@ -26,7 +27,17 @@ export class Lifecycle {
 
   /** Null while healthy; otherwise why not (e.g. the GPU device was lost). */
   get unhealthy(): string | null {
-    return this.unhealthyReason;
+    if (this.unhealthyReason !== null) return this.unhealthyReason;
+    for (const probe of this.healthProbes) {
+      const reason = probe();
+      if (reason !== null) return reason;
+    }
+    return null;
+  }
+
+  /** Ask `probe` on every health check (e.g. the backend's `failure`: a lost GPU device). */
+  watchHealth(probe: () => string | null): void {
+    this.healthProbes.push(probe);
   }
 
   markReady(): void {

@@ -15,9 +15,20 @@ export function scratchDir(prefix = "agent-memory-test-"): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
+/**
+ * The tiny model global setup generates (test/support/build.ts) and `serve` loads by default in
+ * tests: no test ever reaches for the network or the real default model.
+ */
+export function testModelDirectory(): string {
+  const directory = process.env.AGENT_MEMORY_TEST_MODEL;
+  if (!directory) throw new Error("AGENT_MEMORY_TEST_MODEL is not set: run the tests through vitest's global setup");
+  return directory;
+}
+
 export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("SEMANTIC_")));
-  return { ...env, ...extra };
+  const model = process.env.AGENT_MEMORY_TEST_MODEL;
+  return { ...env, HF_HUB_OFFLINE: "1", ...(model ? { SEMANTIC_MLX_MODEL_ID: model } : {}), ...extra };
 }
 
 export interface CliResult {
@@ -55,7 +66,7 @@ export interface ServeProcess {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Starts `agent-memory serve` on a free port and resolves once it logs its URL. */
+/** Starts `agent-memory serve` on a free port and resolves once its model is loaded and it is ready. */
 export function startServe(
   args: string[] = [],
   options: { env?: Record<string, string>; cwd?: string } = {},
@@ -72,19 +83,19 @@ export function startServe(
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill("SIGKILL");
-      reject(new Error(`serve did not start within 20s; log:\n${log}`));
-    }, 20_000);
+      reject(new Error(`serve was not ready within 40s; log:\n${log}`));
+    }, 40_000);
     child.stderr.on("data", (chunk: Buffer) => {
       log += chunk.toString();
       const match = log.match(/listening on (http:\/\/[\d.]+:\d+)/);
-      if (match) {
+      if (match && /\bready: /.test(log)) {
         clearTimeout(timer);
         resolve({ url: match[1]!, child, log: () => log, exited });
       }
     });
     void exited.then(({ code }) => {
       clearTimeout(timer);
-      reject(new Error(`serve exited with ${code} before listening; log:\n${log}`));
+      reject(new Error(`serve exited with ${code} before it was ready; log:\n${log}`));
     });
   });
 }
