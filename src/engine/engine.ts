@@ -1,0 +1,301 @@
+/**
+ * The generation engine: continuous batching over the paged KV cache, with prefill split into chunks
+ * that ride along with decode steps.
+ *
+ * Every step is one batched forward made of
+ *   - one token for every decoding sequence (so streams keep flowing while someone else prefills), and
+ *   - prompt chunks of prefilling sequences, oldest first, up to `prefillStepSize` tokens in total.
+ * A new request joins at the next step; a cancelled one leaves at the next step boundary and its KV
+ * blocks are free at once. A step that fails (device lost, out of memory) fails the requests in it
+ * and the engine carries on with the rest.
+ */
+import type { Backend, KvCache, KvStorage } from "../../backends/contract.js";
+import { OutOfKvBlocksError, PagedKv } from "../../backends/kv-paging.js";
+import type { ForwardBatch, LanguageModel } from "../model/architecture.js";
+import type { ModelTokenizer } from "../model/tokenizer.js";
+import { GenerationError, PromptRejectedError, type GenerationEvent, type GenerationRequest } from "./events.js";
+import { sampleRows } from "./sampling.js";
+import { EventChannel, Sequence } from "./sequence.js";
+
+export interface EngineOptions {
+  /** Most sequences in one batched forward (SEMANTIC_MLX_MAX_BATCH_SIZE). */
+  maxBatchSize: number;
+  /** Prompt tokens per step, over all prefilling sequences (SEMANTIC_MLX_PREFILL_STEP_SIZE). */
+  prefillStepSize: number;
+  /** Longest prompt + output; 0 = the model's own limit (SEMANTIC_MLX_MAX_CONTEXT_LENGTH). */
+  maxContextLength: number;
+  /** Bytes of KV blocks on the device (SEMANTIC_MLX_CACHE_BUDGET_MB). */
+  kvBudgetBytes: number;
+  kvStorage: KvStorage;
+  /** Tokens per KV block. */
+  blockSize?: number;
+}
+
+export interface EngineStats {
+  waiting: number;
+  running: number;
+  freeKvBlocks: number;
+  totalKvBlocks: number;
+}
+
+interface StepEntry {
+  sequence: Sequence;
+  tokens: number[];
+  /** Whether this entry's last row is sampled (decode, or the prompt's final chunk). */
+  sample: boolean;
+}
+
+export class Engine {
+  readonly contextLimit: number;
+  private readonly cache: KvCache;
+  private readonly paging: PagedKv;
+  private readonly waiting: Sequence[] = [];
+  private readonly running: Sequence[] = [];
+  private nextId = 1;
+  private loop: Promise<void> | null = null;
+  private disposed = false;
+
+  constructor(
+    private readonly backend: Backend,
+    private readonly model: LanguageModel,
+    private readonly tokenizer: ModelTokenizer,
+    private readonly options: EngineOptions,
+  ) {
+    const { layers, kvHeads, headDim } = model.kvGeometry;
+    const blockSize = options.blockSize ?? 16;
+    const spec = { layers, kvHeads, headDim, blockSize, storage: options.kvStorage };
+    // One block first, to learn its real size in this backend's storage format.
+    const probe = backend.createKvCache({ ...spec, blockCount: 1 });
+    const bytesPerBlock = probe.bytesPerBlock;
+    probe.dispose();
+    const blockCount = Math.floor(options.kvBudgetBytes / bytesPerBlock);
+    if (blockCount < 2) {
+      throw new Error(
+        `SEMANTIC_MLX_CACHE_BUDGET_MB: ${(options.kvBudgetBytes / 2 ** 20).toFixed(1)} MiB holds ${blockCount} KV block(s) of ${bytesPerBlock} bytes; raise it`,
+      );
+    }
+    this.cache = backend.createKvCache({ ...spec, blockCount });
+    this.paging = new PagedKv(this.cache);
+    const modelLimit = model.config.maxPositions ?? Number.POSITIVE_INFINITY;
+    const configured = options.maxContextLength > 0 ? options.maxContextLength : modelLimit;
+    this.contextLimit = Math.min(configured, modelLimit, blockCount * blockSize);
+  }
+
+  stats(): EngineStats {
+    return {
+      waiting: this.waiting.length,
+      running: this.running.length,
+      freeKvBlocks: this.paging.freeBlockCount,
+      totalKvBlocks: this.paging.blockCount,
+    };
+  }
+
+  /**
+   * Queue a request and stream its events. Refuses, before any work, a prompt that is empty or does
+   * not leave room for one generated token in the context window.
+   */
+  generate(request: GenerationRequest): AsyncIterable<GenerationEvent> {
+    if (this.disposed) throw new GenerationError("the engine has been shut down");
+    const length = request.promptTokens.length;
+    if (length === 0) throw new PromptRejectedError("the prompt is empty");
+    if (length >= this.contextLimit) {
+      throw new PromptRejectedError(
+        `the prompt is ${length} tokens; the context window is ${this.contextLimit} tokens (prompt and output together)`,
+      );
+    }
+    if (!Number.isInteger(request.maxTokens) || request.maxTokens < 1) {
+      throw new PromptRejectedError(`max_tokens must be a positive integer, got ${request.maxTokens}`);
+    }
+    const cancel = () => this.cancel(sequence);
+    const channel = new EventChannel(cancel);
+    const sequence = new Sequence(this.nextId++, request, this.tokenizer, this.contextLimit, channel);
+    if (request.signal?.aborted) sequence.cancelled = true;
+    request.signal?.addEventListener("abort", cancel, { once: true });
+    this.waiting.push(sequence);
+    this.kick();
+    return channel;
+  }
+
+  /** Stop taking requests, cancel what is queued or running, and free the KV store. */
+  async dispose(): Promise<void> {
+    this.disposed = true;
+    for (const sequence of [...this.waiting, ...this.running]) this.cancel(sequence);
+    await this.loop;
+    this.cache.dispose();
+  }
+
+  private cancel(sequence: Sequence): void {
+    sequence.cancelled = true;
+    // Between steps nothing is in flight: free at once. Otherwise the running step ends first.
+    if (this.loop === null) this.retire();
+  }
+
+  private kick(): void {
+    this.loop ??= this.runLoop().finally(() => {
+      this.loop = null;
+      if (this.waiting.length + this.running.length > 0 && !this.disposed) this.kick();
+    });
+  }
+
+  private async runLoop(): Promise<void> {
+    while (this.waiting.length + this.running.length > 0) {
+      this.retire();
+      this.admit();
+      const entries = this.plan();
+      if (entries.length === 0) {
+        if (this.running.length === 0 && this.waiting.length > 0) this.rejectUnfittable();
+        break;
+      }
+      await this.step(entries);
+      this.retire();
+      // Let the event loop breathe between steps (HTTP reads and writes, new requests).
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  }
+
+  /** Remove finished and cancelled sequences, freeing their KV blocks. */
+  private retire(): void {
+    for (const list of [this.waiting, this.running]) {
+      for (let i = list.length - 1; i >= 0; i--) {
+        const sequence = list[i]!;
+        if (sequence.cancelled && sequence.phase !== "finished") sequence.finish("cancelled", null);
+        if (sequence.phase !== "finished") continue;
+        if (sequence.kvSequence !== null) this.paging.free(sequence.kvSequence);
+        sequence.kvSequence = null;
+        list.splice(i, 1);
+      }
+    }
+  }
+
+  /** Move waiting requests into the batch while there is room and their prompts fit in free blocks. */
+  private admit(): void {
+    const blockSize = this.paging.blockSize;
+    const blocksFor = (tokens: number) => Math.ceil(tokens / blockSize);
+    // Blocks the running sequences may still claim for their prompts plus one decode token.
+    let claimed = 0;
+    for (const sequence of this.running) {
+      const kvLength = sequence.kvSequence === null ? 0 : this.paging.length(sequence.kvSequence);
+      claimed += blocksFor(sequence.promptLength + 1) - blocksFor(kvLength);
+    }
+    while (this.waiting.length > 0 && this.running.length < this.options.maxBatchSize) {
+      const next = this.waiting[0]!;
+      const needed = blocksFor(next.promptLength + 1);
+      if (claimed + needed > this.paging.freeBlockCount) break;
+      this.waiting.shift();
+      next.kvSequence = this.paging.create();
+      next.phase = "prefill";
+      claimed += needed;
+      this.running.push(next);
+    }
+  }
+
+  private plan(): StepEntry[] {
+    const entries: StepEntry[] = [];
+    for (const sequence of this.running) {
+      if (sequence.phase === "decode") {
+        entries.push({ sequence, tokens: [sequence.generated.at(-1)!], sample: true });
+      }
+    }
+    let budget = this.options.prefillStepSize;
+    for (const sequence of this.running) {
+      if (sequence.phase !== "prefill" || budget === 0) continue;
+      const count = Math.min(budget, sequence.promptLength - sequence.prefilled);
+      const tokens = sequence.request.promptTokens.slice(sequence.prefilled, sequence.prefilled + count);
+      entries.push({ sequence, tokens, sample: sequence.prefilled + count === sequence.promptLength });
+      budget -= count;
+    }
+    return entries;
+  }
+
+  private async step(planned: StepEntry[]): Promise<void> {
+    const entries: StepEntry[] = [];
+    const batch = { tokens: [] as number[], positions: [] as number[], slots: [] as number[] };
+    const sequences: ForwardBatch["sequences"][number][] = [];
+    const logitRows: number[] = [];
+    for (const entry of planned) {
+      const kv = entry.sequence.kvSequence!;
+      const start = this.paging.length(kv);
+      let slots: Uint32Array;
+      try {
+        slots = this.paging.append(kv, entry.tokens.length);
+      } catch (error) {
+        if (!(error instanceof OutOfKvBlocksError)) throw error;
+        // Admission reserves prompts; only decode growth can run out. That sequence ends here.
+        entry.sequence.events.fail(
+          new GenerationError(
+            `the KV cache is full (${this.paging.blockCount} blocks): raise SEMANTIC_MLX_CACHE_BUDGET_MB or lower SEMANTIC_MLX_MAX_BATCH_SIZE`,
+          ),
+        );
+        entry.sequence.phase = "finished";
+        continue;
+      }
+      entry.sequence.firstScheduledAt ??= performance.now();
+      sequences.push({
+        queryStart: batch.tokens.length,
+        queryLength: entry.tokens.length,
+        contextLength: start + entry.tokens.length,
+        blockTable: this.paging.blockTable(kv),
+      });
+      entry.tokens.forEach((token, offset) => {
+        batch.tokens.push(token);
+        batch.positions.push(start + offset);
+        batch.slots.push(slots[offset]!);
+      });
+      if (entry.sample) logitRows.push(batch.tokens.length - 1);
+      entries.push(entry);
+    }
+    if (entries.length === 0) return;
+    // A step of non-final prompt chunks samples nothing; one row of logits keeps the forward uniform.
+    const sampling = logitRows.length > 0;
+    if (!sampling) logitRows.push(batch.tokens.length - 1);
+
+    let tokens: number[] = [];
+    try {
+      const logits = this.model.forward(
+        {
+          tokens: Uint32Array.from(batch.tokens),
+          positions: Int32Array.from(batch.positions),
+          slots: Uint32Array.from(batch.slots),
+          sequences,
+          logitRows: Uint32Array.from(logitRows),
+        },
+        this.cache,
+      );
+      try {
+        const samplers = entries.filter((entry) => entry.sample).map((entry) => entry.sequence.sampler);
+        if (sampling) tokens = await sampleRows(this.backend, logits, samplers);
+        else await this.backend.flush();
+      } finally {
+        this.backend.free(logits);
+      }
+    } catch (error) {
+      const reason = this.backend.failure ?? (error instanceof Error ? error.message : String(error));
+      for (const { sequence } of entries) {
+        sequence.events.fail(new GenerationError(`generation failed: ${reason}`));
+        sequence.phase = "finished";
+      }
+      return;
+    }
+
+    let sampled = 0;
+    for (const entry of entries) {
+      const { sequence } = entry;
+      if (sequence.phase === "prefill") sequence.prefilled += entry.tokens.length;
+      if (!entry.sample) continue;
+      const token = tokens[sampled++]!;
+      if (sequence.cancelled) continue;
+      sequence.phase = "decode";
+      sequence.acceptToken(token);
+    }
+  }
+
+  /** Nothing runs and the oldest waiting prompt still does not fit: it never will. */
+  private rejectUnfittable(): void {
+    const sequence = this.waiting.shift()!;
+    sequence.events.fail(
+      new GenerationError(
+        `the prompt needs ${Math.ceil((sequence.promptLength + 1) / this.paging.blockSize)} KV blocks, the cache has ${this.paging.blockCount}: raise SEMANTIC_MLX_CACHE_BUDGET_MB`,
+      ),
+    );
+  }
+}
