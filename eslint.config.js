@@ -3,7 +3,7 @@ import js from "@eslint/js";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["dist/", "node_modules/", "native/build/", "coverage/"] },
+  { ignores: ["dist/", "node_modules/", "native/build/", "coverage/", ".scratch*/", "bench/.models/"] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

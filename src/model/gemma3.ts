@@ -32,12 +32,7 @@ import type { ModelWeights } from "./weights.js";
  * Gemma's RMSNorm weight is stored as w and applied as (1 + w), formed in float32 as transformers
  * does (`1.0 + weight.float()`); mlx-lm forms it in the stored dtype, which rounds it on bf16 weights.
  */
-async function gemmaNormWeight(
-  weights: ModelWeights,
-  backend: Backend,
-  name: string,
-  size: number,
-): Promise<Tensor> {
+async function gemmaNormWeight(weights: ModelWeights, backend: Backend, name: string, size: number): Promise<Tensor> {
   const { values } = await weights.float32(name, [size]);
   const onePlus = new Float32Array(values.length);
   for (let i = 0; i < values.length; i++) onePlus[i] = 1 + values[i]!;

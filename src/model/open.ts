@@ -27,7 +27,12 @@ export interface OpenModelOptions {
   progressStream?: NodeJS.WriteStream | null;
 }
 
-export async function openModel({ model, backend: requested, logger, progressStream }: OpenModelOptions): Promise<OpenedModel> {
+export async function openModel({
+  model,
+  backend: requested,
+  logger,
+  progressStream,
+}: OpenModelOptions): Promise<OpenedModel> {
   const backend = await createBackend(requested);
   try {
     logger.info(`backend ${backend.name}: ${backend.deviceDescription}`);

@@ -121,13 +121,17 @@ describe("loading a model directory", () => {
     const directory = await copyOf(llama);
     await editConfig(directory, (config) => (config.model_type = "mamba2"));
     const message = await loadError(directory, backend);
-    expect(message).toMatch(/config\.json: model_type "mamba2" is not supported \(supported: llama, qwen2, qwen3, gemma3/);
+    expect(message).toMatch(
+      /config\.json: model_type "mamba2" is not supported \(supported: llama, qwen2, qwen3, gemma3/,
+    );
   });
 
   it("names unsupported quantization bits and modes", async () => {
     const threeBit = await copyOf(quantized);
     await editConfig(threeBit, (config) => ((config.quantization as Record<string, unknown>).bits = 3));
-    expect(await loadError(threeBit, backend)).toMatch(/config\.json: quantization\.bits 3 is not supported \(supported: 4, 8\)/);
+    expect(await loadError(threeBit, backend)).toMatch(
+      /config\.json: quantization\.bits 3 is not supported \(supported: 4, 8\)/,
+    );
     const mxfp4 = await copyOf(quantized);
     await editConfig(mxfp4, (config) => ((config.quantization as Record<string, unknown>).mode = "mxfp4"));
     expect(await loadError(mxfp4, backend)).toMatch(/quantization\.mode "mxfp4" is not supported/);
@@ -140,7 +144,9 @@ describe("loading a model directory", () => {
       delete config.quantization_config;
     });
     const message = await loadError(directory, backend);
-    expect(message).toMatch(/model\.safetensors: tensor "model\.[\w.]+\.weight" is U32 \[.*8-bit quantization.*check quantization\.bits in config\.json/);
+    expect(message).toMatch(
+      /model\.safetensors: tensor "model\.[\w.]+\.weight" is U32 \[.*8-bit quantization.*check quantization\.bits in config\.json/,
+    );
   });
 
   it("names a tensor missing from the checkpoint", async () => {
@@ -154,7 +160,9 @@ describe("loading a model directory", () => {
     const directory = await copyOf(llama);
     await editConfig(directory, (config) => (config.intermediate_size = (config.intermediate_size as number) * 2));
     const message = await loadError(directory, backend);
-    expect(message).toMatch(/tensor "model\.layers\.0\.mlp\.gate_proj\.weight" has shape \[\d+,\d+\], config\.json implies/);
+    expect(message).toMatch(
+      /tensor "model\.layers\.0\.mlp\.gate_proj\.weight" has shape \[\d+,\d+\], config\.json implies/,
+    );
   });
 
   it("names every op a backend lacks before reading any weights", async () => {
@@ -180,7 +188,9 @@ describe("agent-memory serve with a broken model", () => {
     expect(result.code).toBe(1);
     const errors = result.stderr.split("\n").filter((line) => line.includes("ERROR"));
     expect(errors).toHaveLength(1);
-    expect(errors[0]).toMatch(/cannot load the model: .*config\.json: text_config\.num_attention_heads \d+ is not a multiple of num_key_value_heads \d+$/);
+    expect(errors[0]).toMatch(
+      /cannot load the model: .*config\.json: text_config\.num_attention_heads \d+ is not a multiple of num_key_value_heads \d+$/,
+    );
   });
 
   it("exits 1 naming tokenizer.json when it is corrupt, before streaming the weights", async () => {

@@ -68,7 +68,14 @@ function addedTokenJson(token: AddedToken) {
 
 /** tokenizer_config.json's view of the added tokens, which transformers reads when it rebuilds a pipeline. */
 function addedTokensDecoder(added: AddedToken[]) {
-  return Object.fromEntries(added.map((token) => [String(token.id), addedTokenJson(token)]));
+  // Keyed by id, without an "id" field inside: real tokenizer_config.json files have none, and the Rust
+  // library prints a warning for it.
+  return Object.fromEntries(
+    added.map((token) => {
+      const { id: _id, ...entry } = addedTokenJson(token);
+      return [String(token.id), entry];
+    }),
+  );
 }
 
 function bpeModel(vocab: string[], merges: Merge[], options: Record<string, unknown>) {
