@@ -63,12 +63,14 @@ interface Finished {
   submittedAt: number;
 }
 
-async function drain(events: AsyncIterable<GenerationEvent>): Promise<Finished> {
+async function drain(events: AsyncIterable<GenerationEvent>, onFirstToken?: () => void): Promise<Finished> {
   const submittedAt = performance.now();
   const tokenTimes: number[] = [];
   for await (const event of events) {
-    if (event.type === "delta") for (let i = 0; i < event.tokenIds.length; i++) tokenTimes.push(performance.now());
-    else return { done: event, tokenTimes, submittedAt };
+    if (event.type === "delta") {
+      if (tokenTimes.length === 0 && event.tokenIds.length > 0) onFirstToken?.();
+      for (let i = 0; i < event.tokenIds.length; i++) tokenTimes.push(performance.now());
+    } else return { done: event, tokenTimes, submittedAt };
   }
   throw new Error("stream ended without done");
 }
@@ -123,8 +125,15 @@ async function main(): Promise<void> {
 
   // 2. Time to first token: alone, then arriving while 7 others decode.
   const solo = await drain(engine.generate(request(PROMPT, 1)));
-  const busy = Array.from({ length: 7 }, () => drain(engine.generate(request(PROMPT, DECODE * 4))));
-  await new Promise((resolve) => setTimeout(resolve, quick ? 200 : 500));
+  // The newcomer arrives once all seven are past their prompts and decoding.
+  const decoding: Promise<void>[] = [];
+  const busy = Array.from({ length: 7 }, () => {
+    let started!: () => void;
+    decoding.push(new Promise<void>((resolve) => (started = resolve)));
+    return drain(engine.generate(request(PROMPT, DECODE * 4)), started);
+  });
+  await Promise.all(decoding);
+  await new Promise((resolve) => setTimeout(resolve, 50));
   const newcomer = await drain(engine.generate(request(PROMPT, 1)));
   await Promise.all(busy);
   const ttft = {
@@ -134,7 +143,10 @@ async function main(): Promise<void> {
   };
 
   // 3. One long generation, before and while a long prompt is prefilled beside it.
-  const longRun = drain(engine.generate(request(PROMPT, DECODE * 6)));
+  let longStarted!: () => void;
+  const longDecoding = new Promise<void>((resolve) => (longStarted = resolve));
+  const longRun = drain(engine.generate(request(PROMPT, DECODE * 6)), longStarted);
+  await longDecoding;
   await new Promise((resolve) => setTimeout(resolve, quick ? 300 : 1000));
   const prefillStart = performance.now();
   const prefill = await drain(engine.generate(request(LONG_PROMPT, 1)));
