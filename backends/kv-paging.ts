@@ -32,8 +32,13 @@ export class PagedKv {
   readonly blockSize: number;
   readonly blockCount: number;
   private readonly referenceCounts: Uint32Array;
-  /** Free block ids; popped from the end, so the lowest ids are handed out first. */
-  private readonly freeBlocks: number[];
+  /** Times each block was handed out: a (block, generation) pair names one content for good. */
+  private readonly generations: Uint32Array;
+  /**
+   * Free block ids in the order they became free; the oldest is handed out first. A freed block keeps
+   * its contents until then, so a prefix cache can still `adopt` it (vLLM's evictable block pool).
+   */
+  private readonly freeBlocks: Set<number>;
   private readonly sequences = new Map<SequenceId, Sequence>();
   private nextSequenceId: SequenceId = 1;
 
@@ -41,11 +46,17 @@ export class PagedKv {
     this.blockSize = cache.spec.blockSize;
     this.blockCount = cache.spec.blockCount;
     this.referenceCounts = new Uint32Array(this.blockCount);
-    this.freeBlocks = Array.from({ length: this.blockCount }, (_, index) => this.blockCount - 1 - index);
+    this.generations = new Uint32Array(this.blockCount);
+    this.freeBlocks = new Set(Array.from({ length: this.blockCount }, (_, index) => index));
   }
 
   get freeBlockCount(): number {
-    return this.freeBlocks.length;
+    return this.freeBlocks.size;
+  }
+
+  /** How many times `block` has been handed out; its contents change only when this does. */
+  generation(block: number): number {
+    return this.generations[block] ?? 0;
   }
 
   /** A new, empty sequence. */
@@ -135,6 +146,30 @@ export class PagedKv {
     return id;
   }
 
+  /**
+   * A new sequence over existing blocks holding `length` tokens — blocks other sequences use, or free
+   * blocks whose contents are still there (check `generation` first). Only the last block may be
+   * partly filled; appending into a shared one copies it first, as usual.
+   */
+  adopt(blocks: readonly number[], length: number): SequenceId {
+    const needed = Math.ceil(length / this.blockSize);
+    if (!Number.isInteger(length) || length < 0 || needed !== blocks.length) {
+      throw new Error(`adopt: ${blocks.length} blocks cannot hold exactly ${length} tokens`);
+    }
+    if (new Set(blocks).size !== blocks.length || blocks.some((block) => !(block >= 0 && block < this.blockCount))) {
+      throw new Error(
+        `adopt: block list ${JSON.stringify(blocks)} repeats a block or names one outside 0…${this.blockCount - 1}`,
+      );
+    }
+    for (const block of blocks) {
+      if (this.referenceCounts[block] === 0) this.freeBlocks.delete(block);
+      this.referenceCounts[block]!++;
+    }
+    const id = this.nextSequenceId++;
+    this.sequences.set(id, { blocks: [...blocks], length });
+    return id;
+  }
+
   /** End a sequence, giving back the blocks only it referenced. */
   free(sequence: SequenceId): void {
     for (const block of this.get(sequence).blocks) this.release(block);
@@ -148,18 +183,20 @@ export class PagedKv {
   }
 
   private reserve(blocks: number): void {
-    if (blocks > this.freeBlocks.length) throw new OutOfKvBlocksError(blocks, this.freeBlocks.length, this.blockCount);
+    if (blocks > this.freeBlocks.size) throw new OutOfKvBlocksError(blocks, this.freeBlocks.size, this.blockCount);
   }
 
   private allocate(): number {
-    const block = this.freeBlocks.pop();
-    if (block === undefined) throw new OutOfKvBlocksError(1, 0, this.blockCount);
+    const { value: block, done } = this.freeBlocks.values().next();
+    if (done) throw new OutOfKvBlocksError(1, 0, this.blockCount);
+    this.freeBlocks.delete(block);
     this.referenceCounts[block] = 1;
+    this.generations[block]!++;
     return block;
   }
 
   private release(block: number): void {
     const remaining = --this.referenceCounts[block]!;
-    if (remaining === 0) this.freeBlocks.push(block);
+    if (remaining === 0) this.freeBlocks.add(block);
   }
 }

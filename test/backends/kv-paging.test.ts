@@ -126,4 +126,43 @@ describe("PagedKv", () => {
     expect(() => kv.fork(source)).toThrow("need 1 more");
     expect(copies).toEqual([]);
   });
+
+  it("hands out the longest-free block first, so freed contents survive as long as possible", () => {
+    const { cache } = fakeCache(4);
+    const kv = new PagedKv(cache);
+    const a = kv.create();
+    kv.append(a, 8); // blocks 0, 1
+    const b = kv.create();
+    kv.append(b, 4); // block 2
+    kv.free(a); // 0 and 1 become free after 3
+    const c = kv.create();
+    kv.append(c, 8);
+    expect(kv.blockTable(c)).toEqual([3, 0]);
+  });
+
+  it("counts generations, and adopts blocks in use or still holding freed contents", () => {
+    const { cache } = fakeCache(6);
+    const kv = new PagedKv(cache);
+    const source = kv.create();
+    kv.append(source, 8);
+    const [first, second] = kv.blockTable(source);
+    expect([kv.generation(first!), kv.generation(second!)]).toEqual([1, 1]);
+    const sharing = kv.adopt([first!], 4);
+    expect(kv.references(first!)).toBe(2);
+    kv.free(source);
+    expect(kv.references(second!)).toBe(0);
+    // The freed block is adopted back before anyone else took it: same generation, no copy.
+    const revived = kv.adopt([first!, second!], 8);
+    expect(kv.references(second!)).toBe(1);
+    expect(kv.generation(second!)).toBe(1);
+    expect(kv.freeBlockCount).toBe(4);
+    // Appending after adopted full blocks never writes into them: the new tokens get a new block.
+    kv.free(revived);
+    kv.append(sharing, 2);
+    expect(kv.length(sharing)).toBe(6);
+    expect(kv.blockTable(sharing)[0]).toBe(first);
+    expect(kv.blockTable(sharing)).toHaveLength(2);
+    expect(() => kv.adopt([first!, first!], 8)).toThrow("repeats a block");
+    expect(() => kv.adopt([first!], 5)).toThrow("cannot hold exactly 5 tokens");
+  });
 });
