@@ -160,6 +160,18 @@ export interface MemoryReport {
   kvCacheBytes: number;
   /** Everything else the backend holds (activations, pools, staging). */
   otherBytes: number;
+  /*
+   * The backend's own allocator figures, where it keeps them (MLX does; WebGPU leaves them out), so
+   * /status and /metrics can show them without knowing the backend.
+   */
+  /** Bytes of device memory in live allocations now (weights, KV cache and activations together). */
+  activeBytes?: number;
+  /** The most activeBytes has been since the process started. */
+  peakBytes?: number;
+  /** Freed buffers the allocator keeps for reuse instead of returning them to the system. */
+  cacheBytes?: number;
+  /** The allocator's memory limit (for MLX a guideline: evaluation waits for frees before passing it). */
+  limitBytes?: number;
 }
 
 export type HostArray = Float32Array | Uint32Array | Int32Array | Uint16Array;

@@ -16,69 +16,35 @@ import {
   type KvCache,
   type KvCacheSpec,
   type Matrix,
-  type MemoryReport,
   type OpName,
   type PreparedAttentionBatch,
   type RopeOptions,
   type Tensor,
 } from "../contract.js";
 import { DTYPE_CODES, OP_CODES, loadAddon, type Handle, type MlxAddon } from "./addon.js";
-import { MAX_TOP_K, checkRope, describeWeight, requireCopyable, requireF32, resolveAxis, rowsOf } from "./checks.js";
+import {
+  MAX_TOP_K,
+  checkAttention,
+  checkRope,
+  describeWeight,
+  requireCopyable,
+  requireF32,
+  resolveAxis,
+  rowsOf,
+} from "./checks.js";
 import { MlxAttentionBatch, MlxKvCache } from "./kv-cache.js";
+import { memoryReport, type MlxMemoryLimits, type MlxMemoryReport } from "./memory.js";
+import { RopeRates } from "./rope.js";
 import { MlxTensor, TensorLifetimes, describeShape, sizeOf } from "./tensor.js";
 
-/** The contract's report plus MLX's own allocator figures, for /status and /metrics. */
-export interface MlxMemoryReport extends MemoryReport {
-  /** Bytes of MLX arrays alive now (weights, KV cache, activations). */
-  activeBytes: number;
-  /** The most activeBytes has been since the process started. */
-  peakBytes: number;
-  /** Freed buffers MLX keeps for reuse instead of returning them to the system. */
-  cacheBytes: number;
-  /** MLX's memory limit (a guideline for graph evaluation). */
-  limitBytes: number;
-}
-
-export interface MlxMemoryLimits {
-  /** MLX's memory limit: evaluation waits for buffers to free before going past it. */
-  memoryBytes?: number;
-  /** Freed buffers kept for reuse, at most; 0 returns every freed buffer to the system. */
-  cacheBytes?: number;
-}
-
-/**
- * Limits for a process whose MLX memory should stay within `budgetBytes` (weights, KV cache and
- * activations together): the whole budget as the memory limit, and a buffer cache of a tenth of it
- * (at most 2 GiB), which keeps decode steps from reallocating without holding memory hostage.
- */
-export function memoryLimitsFromBudget(budgetBytes: number): Required<MlxMemoryLimits> {
-  if (!(budgetBytes > 0) || !Number.isFinite(budgetBytes)) {
-    throw new Error(`mlx: the memory budget must be a positive number of bytes, got ${budgetBytes}`);
-  }
-  return { memoryBytes: Math.floor(budgetBytes), cacheBytes: Math.floor(Math.min(budgetBytes / 10, 2 ** 31)) };
-}
-
-/** Per-pair rotation rates as 0.64 fixed-point fractions of a turn, [high, low] words, from float64. */
-function ropeTurns(options: RopeOptions): number[] {
-  const { dims, base, scale, inverseFrequencies } = options;
-  const words: number[] = [];
-  for (let i = 0; i < dims / 2; i++) {
-    // θ_i = base^(−2i/dims) unless the model computed its own (llama3 scaling).
-    const theta = inverseFrequencies ? inverseFrequencies[i]! : base ** ((-2 * i) / dims);
-    const turns = (scale * theta) / (2 * Math.PI);
-    const scaled = (turns - Math.floor(turns)) * 2 ** 32;
-    const high = Math.floor(scaled);
-    words.push(high >>> 0, Math.floor((scaled - high) * 2 ** 32) >>> 0);
-  }
-  return words;
-}
+export { memoryLimitsFromBudget, type MlxMemoryLimits, type MlxMemoryReport } from "./memory.js";
 
 export class MlxBackend implements Backend {
   readonly name = "mlx";
   readonly supportedOps: ReadonlySet<OpName> = new Set(OP_NAMES);
   private readonly tensors: TensorLifetimes;
   private kvCacheBytes = 0;
-  private readonly ropeParams = new Map<string, number[]>();
+  private readonly ropeRates = new RopeRates();
   /** Safety net for caches and batches dropped without dispose(). */
   private readonly disposables = new FinalizationRegistry<{ release: () => void; bytes: number }>(
     ({ release, bytes }) => {
@@ -186,16 +152,7 @@ export class MlxBackend implements Backend {
     const input = this.own(x);
     const at = this.own(positions);
     checkRope(input, at, options);
-    const frequencies = options.inverseFrequencies
-      ? Array.from(options.inverseFrequencies).join(",")
-      : `base ${options.base}`;
-    const key = `${options.dims} ${options.scale} ${frequencies}`;
-    let turns = this.ropeParams.get(key);
-    if (!turns) {
-      turns = ropeTurns(options);
-      if (this.ropeParams.size >= 32) this.ropeParams.delete(this.ropeParams.keys().next().value!);
-      this.ropeParams.set(key, turns);
-    }
+    const turns = this.ropeRates.get(options);
     return this.run(OP_CODES.rope, [input, at], [options.dims, options.traditional ? 1 : 0, ...turns], input.shape);
   }
 
@@ -328,46 +285,14 @@ export class MlxBackend implements Backend {
     if (!batch.live) throw new Error("attention: the prepared batch was used after dispose()");
     if (!cache.live) throw new Error("attention: the KV cache was used after dispose()");
     const queries = this.own(q);
-    const { kvHeads, headDim, layers } = cache.spec;
-    const [tokens, qHeads] = queries.shape;
-    const expected = `[${batch.totalQueries}, qHeads (a multiple of ${kvHeads}), ${headDim}]`;
-    if (
-      queries.dtype !== "f32" ||
-      queries.shape.length !== 3 ||
-      tokens !== batch.totalQueries ||
-      queries.shape[2] !== headDim ||
-      !qHeads ||
-      qHeads % kvHeads !== 0
-    ) {
-      throw new Error(`attention: q must be f32 ${expected}, got ${queries.dtype} ${describeShape(queries.shape)}`);
-    }
-    if (!Number.isInteger(layer) || layer < 0 || layer >= layers) {
-      throw new Error(`attention: layer ${layer} is outside 0…${layers - 1}`);
-    }
-    if (!Number.isFinite(options.scale)) throw new Error(`attention: scale must be finite, got ${options.scale}`);
-    const window = options.slidingWindow ?? 0;
-    if (!Number.isInteger(window) || window < 0 || options.slidingWindow === 0) {
-      throw new Error(
-        `attention: slidingWindow must be a positive integer or null, got ${String(options.slidingWindow)}`,
-      );
-    }
+    const window = checkAttention(queries, cache.spec, batch.totalQueries, layer, options);
     batch.checkBlockTables(cache);
     const handle = this.addon.attention(queries.handle, cache.handle, layer, batch.handle, options.scale, window);
     return this.tensors.adopt(handle, queries.shape, "f32");
   }
 
   memory(): MlxMemoryReport {
-    const native = this.addon.memory();
-    const weightsBytes = this.tensors.weightsBytes;
-    return {
-      weightsBytes,
-      kvCacheBytes: this.kvCacheBytes,
-      otherBytes: Math.max(0, native.active - weightsBytes - this.kvCacheBytes),
-      activeBytes: native.active,
-      peakBytes: native.peak,
-      cacheBytes: native.cache,
-      limitBytes: native.limit,
-    };
+    return memoryReport(this.addon.memory(), this.tensors.weightsBytes, this.kvCacheBytes);
   }
 
   /** Arrays the compute thread holds for live tensors (as last published): a leak shows here. */

@@ -3,7 +3,7 @@
  * caller's mistake is a synchronous error naming the op and the shapes (the same wording as the
  * WebGPU backend), never a failed array found later on the compute thread.
  */
-import { isQuantized, type Matrix, type RopeOptions } from "../contract.js";
+import { isQuantized, type AttentionOptions, type KvCacheSpec, type Matrix, type RopeOptions } from "../contract.js";
 import { describeShape, sizeOf, type MlxTensor } from "./tensor.js";
 
 export const MAX_TOP_K = 256;
@@ -110,4 +110,41 @@ export function requireCopyable(op: string, x: MlxTensor): void {
   if (!["f32", "u32", "i32"].includes(x.dtype)) {
     throw new Error(`${op}: supports 4-byte dtypes (f32, u32, i32), got ${x.dtype} ${describeShape(x.shape)}`);
   }
+}
+
+/**
+ * An attention call's queries, layer and options against the cache's geometry and the batch's size;
+ * returns the sliding window as the addon takes it (0: none).
+ */
+export function checkAttention(
+  queries: MlxTensor,
+  spec: KvCacheSpec,
+  totalQueries: number,
+  layer: number,
+  options: AttentionOptions,
+): number {
+  const { kvHeads, headDim, layers } = spec;
+  const [tokens, qHeads] = queries.shape;
+  const expected = `[${totalQueries}, qHeads (a multiple of ${kvHeads}), ${headDim}]`;
+  if (
+    queries.dtype !== "f32" ||
+    queries.shape.length !== 3 ||
+    tokens !== totalQueries ||
+    queries.shape[2] !== headDim ||
+    !qHeads ||
+    qHeads % kvHeads !== 0
+  ) {
+    throw new Error(`attention: q must be f32 ${expected}, got ${queries.dtype} ${describeShape(queries.shape)}`);
+  }
+  if (!Number.isInteger(layer) || layer < 0 || layer >= layers) {
+    throw new Error(`attention: layer ${layer} is outside 0…${layers - 1}`);
+  }
+  if (!Number.isFinite(options.scale)) throw new Error(`attention: scale must be finite, got ${options.scale}`);
+  const window = options.slidingWindow ?? 0;
+  if (!Number.isInteger(window) || window < 0 || options.slidingWindow === 0) {
+    throw new Error(
+      `attention: slidingWindow must be a positive integer or null, got ${String(options.slidingWindow)}`,
+    );
+  }
+  return window;
 }

@@ -1,0 +1,29 @@
+/**
+ * The generated models benchmarks run on, kept in bench/.models/ (ignored by git): made once by
+ * make-test-model's generator, which writes the same bytes for the same options, so every benchmark
+ * and every machine measures the same weights.
+ */
+import { existsSync, mkdirSync, renameSync, rmSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { generateTestModel } from "../../src/model/test-model/generate.js";
+import type { TestModelPreset } from "../../src/model/test-model/presets.js";
+
+/** A llama of `preset`, 4-bit group 64 with bf16 scales, seed 0: generated on first use. */
+export async function llamaBenchModel(root: string, preset: TestModelPreset): Promise<string> {
+  const directory = join(root, "bench/.models", `llama-${preset}-4bit`);
+  if (existsSync(join(directory, "config.json"))) return directory;
+  // Written aside and renamed, so an interrupted generation never passes for a model.
+  const partial = `${directory}.partial`;
+  rmSync(partial, { recursive: true, force: true });
+  mkdirSync(dirname(directory), { recursive: true });
+  await generateTestModel({
+    arch: "llama",
+    out: partial,
+    preset,
+    quantization: { bits: 4, groupSize: 64 },
+    progressStream: process.stderr,
+  });
+  rmSync(directory, { recursive: true, force: true });
+  renameSync(partial, directory);
+  return directory;
+}
