@@ -4,7 +4,7 @@
  * cache are exercised), then decoded in lockstep. The engine does this properly later; here it only
  * has to be simple and obviously right.
  */
-import type { Backend } from "../../backends/contract.js";
+import type { Backend, KvStorage } from "../../backends/contract.js";
 import { PagedKv } from "../../backends/kv-paging.js";
 import type { ForwardBatch, LanguageModel } from "../../src/model/architecture.js";
 
@@ -20,7 +20,7 @@ export async function generateGreedy(
   model: LanguageModel,
   prompts: readonly (readonly number[])[],
   steps: number,
-  options: { prefillChunk: number; blockSize?: number },
+  options: { prefillChunk: number; blockSize?: number; storage?: KvStorage },
 ): Promise<GreedyResult> {
   const { layers, kvHeads, headDim } = model.kvGeometry;
   const blockSize = options.blockSize ?? 16;
@@ -32,7 +32,7 @@ export async function generateGreedy(
     headDim,
     blockSize,
     blockCount,
-    storage: { kind: "float", dtype: "f32" },
+    storage: options.storage ?? { kind: "float", dtype: "f32" },
   });
   const paging = new PagedKv(cache);
   const sequences = prompts.map(() => paging.create());

@@ -14,6 +14,7 @@ import { OutOfKvBlocksError, PagedKv } from "../../backends/kv-paging.js";
 import type { ForwardBatch, LanguageModel } from "../model/architecture.js";
 import type { ModelTokenizer } from "../model/tokenizer.js";
 import { GenerationError, PromptRejectedError, type GenerationEvent, type GenerationRequest } from "./events.js";
+import type { KvMemory } from "./kv-memory.js";
 import { sampleRows } from "./sampling.js";
 import { EventChannel, Sequence } from "./sequence.js";
 
@@ -47,11 +48,17 @@ interface StepEntry {
 
 export class Engine {
   readonly contextLimit: number;
+  /** Bytes of the KV store on the device (all blocks). */
+  readonly kvBytes: number;
   private readonly cache: KvCache;
   private readonly paging: PagedKv;
+  /** Requests whose cached prefix is being looked up (maybe read from disk). */
+  private readonly preparing = new Set<Sequence>();
   private readonly waiting: Sequence[] = [];
   private readonly running: Sequence[] = [];
   private nextId = 1;
+  /** Blocks the oldest waiting request lacked at the last admission: memory is asked to free them. */
+  private shortOfBlocks = 0;
   private loop: Promise<void> | null = null;
   private disposed = false;
 
@@ -60,6 +67,7 @@ export class Engine {
     private readonly model: LanguageModel,
     private readonly tokenizer: ModelTokenizer,
     private readonly options: EngineOptions,
+    private readonly memory: KvMemory | null = null,
   ) {
     const { layers, kvHeads, headDim } = model.kvGeometry;
     const blockSize = options.blockSize ?? 16;
@@ -75,7 +83,9 @@ export class Engine {
       );
     }
     this.cache = backend.createKvCache({ ...spec, blockCount });
+    this.kvBytes = blockCount * this.cache.bytesPerBlock;
     this.paging = new PagedKv(this.cache);
+    memory?.attach(this.paging, this.cache);
     const modelLimit = model.config.maxPositions ?? Number.POSITIVE_INFINITY;
     const configured = options.maxContextLength > 0 ? options.maxContextLength : modelLimit;
     this.contextLimit = Math.min(configured, modelLimit, blockCount * blockSize);
@@ -83,7 +93,7 @@ export class Engine {
 
   stats(): EngineStats {
     return {
-      waiting: this.waiting.length,
+      waiting: this.waiting.length + this.preparing.size,
       running: this.running.length,
       freeKvBlocks: this.paging.freeBlockCount,
       totalKvBlocks: this.paging.blockCount,
@@ -111,15 +121,38 @@ export class Engine {
     const sequence = new Sequence(this.nextId++, request, this.tokenizer, this.contextLimit, channel);
     if (request.signal?.aborted) sequence.cancelled = true;
     request.signal?.addEventListener("abort", cancel, { once: true });
+    if (this.memory && request.memory) {
+      // The prefix lookup may read from disk: it runs beside the loop, never inside a step.
+      this.preparing.add(sequence);
+      void this.prepare(sequence);
+    } else {
+      this.waiting.push(sequence);
+      this.kick();
+    }
+    return channel;
+  }
+
+  private async prepare(sequence: Sequence): Promise<void> {
+    try {
+      const reuse = await this.memory!.acquire(sequence.request.memory!, sequence.request.promptTokens);
+      sequence.kvSequence = reuse.kvSequence;
+      sequence.prefilled = reuse.reusedTokens;
+      sequence.cachedTokens = reuse.reusedTokens;
+    } catch (error) {
+      sequence.events.fail(new GenerationError(`KV memory lookup failed: ${(error as Error).message}`));
+      sequence.phase = "finished";
+    } finally {
+      this.preparing.delete(sequence);
+    }
+    if (sequence.phase === "finished") return;
     this.waiting.push(sequence);
     this.kick();
-    return channel;
   }
 
   /** Stop taking requests, cancel what is queued or running, and free the KV store. */
   async dispose(): Promise<void> {
     this.disposed = true;
-    for (const sequence of [...this.waiting, ...this.running]) this.cancel(sequence);
+    for (const sequence of [...this.preparing, ...this.waiting, ...this.running]) this.cancel(sequence);
     await this.loop;
     this.cache.dispose();
   }
@@ -140,7 +173,12 @@ export class Engine {
   private async runLoop(): Promise<void> {
     while (this.waiting.length + this.running.length > 0) {
       this.retire();
+      this.shortOfBlocks = 0;
       this.admit();
+      if (this.shortOfBlocks > 0 && this.memory) {
+        // Idle agents' caches give way to requests that need the room (evicted to disk when enabled).
+        if ((await this.memory.reclaim(this.shortOfBlocks)) > 0) this.admit();
+      }
       const entries = this.plan();
       if (entries.length === 0) {
         if (this.running.length === 0 && this.waiting.length > 0) this.rejectUnfittable();
@@ -160,11 +198,24 @@ export class Engine {
         const sequence = list[i]!;
         if (sequence.cancelled && sequence.phase !== "finished") sequence.finish("cancelled", null);
         if (sequence.phase !== "finished") continue;
-        if (sequence.kvSequence !== null) this.paging.free(sequence.kvSequence);
+        if (sequence.kvSequence !== null) this.handBack(sequence);
         sequence.kvSequence = null;
         list.splice(i, 1);
       }
     }
+  }
+
+  /** The sequence's KV goes to memory (to keep for the agent) or back to the free blocks. */
+  private handBack(sequence: Sequence): void {
+    const kv = sequence.kvSequence!;
+    const scope = sequence.request.memory;
+    if (!this.memory || !scope) {
+      this.paging.free(kv);
+      return;
+    }
+    // K/V are written for the prompt and every generated token but the last (it was never fed back).
+    const tokens = [...sequence.request.promptTokens, ...sequence.generated].slice(0, this.paging.length(kv));
+    this.memory.release(scope, kv, tokens, sequence.failed ? "error" : (sequence.finishReason ?? "cancelled"));
   }
 
   /** Move waiting requests into the batch while there is room and their prompts fit in free blocks. */
@@ -179,10 +230,14 @@ export class Engine {
     }
     while (this.waiting.length > 0 && this.running.length < this.options.maxBatchSize) {
       const next = this.waiting[0]!;
-      const needed = blocksFor(next.promptLength + 1);
-      if (claimed + needed > this.paging.freeBlockCount) break;
+      const held = next.kvSequence === null ? 0 : blocksFor(this.paging.length(next.kvSequence));
+      const needed = blocksFor(next.promptLength + 1) - held;
+      if (claimed + needed > this.paging.freeBlockCount) {
+        this.shortOfBlocks = claimed + needed - this.paging.freeBlockCount;
+        break;
+      }
       this.waiting.shift();
-      next.kvSequence = this.paging.create();
+      next.kvSequence ??= this.paging.create();
       next.phase = "prefill";
       claimed += needed;
       this.running.push(next);
@@ -227,6 +282,7 @@ export class Engine {
           ),
         );
         entry.sequence.phase = "finished";
+        entry.sequence.failed = true;
         continue;
       }
       entry.sequence.firstScheduledAt ??= performance.now();
@@ -273,6 +329,7 @@ export class Engine {
       for (const { sequence } of entries) {
         sequence.events.fail(new GenerationError(`generation failed: ${reason}`));
         sequence.phase = "finished";
+        sequence.failed = true;
       }
       return;
     }

@@ -2,6 +2,7 @@
  * What a generation request asks for and what it gets back: typed events the protocols turn into
  * their own frames. Nothing here knows which protocol asked.
  */
+import type { MemoryScope } from "./kv-memory.js";
 import type { SamplingParams } from "./sampling.js";
 
 export interface GenerationRequest {
@@ -16,6 +17,8 @@ export interface GenerationRequest {
   stopTokenIds?: readonly number[];
   /** Aborting (a disconnected client) cancels the sequence and frees its KV blocks at once. */
   signal?: AbortSignal;
+  /** The agent and tenant whose cached KV may be reused (and kept); none: nothing is cached. */
+  memory?: MemoryScope;
   /** Keep generating through end-of-turn tokens (benchmarks, as vLLM's ignore_eos). */
   ignoreEos?: boolean;
   /** Special tokens are left out of the text (they still count as generated tokens). */

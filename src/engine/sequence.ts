@@ -74,8 +74,13 @@ export class Sequence {
   prefilled = 0;
   readonly generated: number[] = [];
   cancelled = false;
+  /** The sequence ended in an error: its KV is not to be trusted or kept. */
+  failed = false;
+  finishReason: FinishReason | null = null;
   readonly sampler: SequenceSampler;
   readonly submittedAt = performance.now();
+  /** Prompt tokens whose K/V came from memory. */
+  cachedTokens = 0;
   firstScheduledAt: number | null = null;
   firstTokenAt: number | null = null;
   lastTokenAt: number | null = null;
@@ -91,7 +96,6 @@ export class Sequence {
     /** Most tokens (prompt + output) this sequence may hold. */
     readonly contextLimit: number,
     readonly events: EventChannel,
-    readonly cachedTokens = 0,
   ) {
     this.sampler = new SequenceSampler(request.sampling, request.promptTokens);
     this.detokenizer = new StreamingDetokenizer(tokenizer, { skipSpecialTokens: request.skipSpecialTokens ?? true });
@@ -136,6 +140,7 @@ export class Sequence {
       else rest += this.stopMatcher.flush();
     }
     if (rest.length > 0 || this.pendingIds.length > 0) this.emitDelta(rest);
+    this.finishReason = reason;
     const now = performance.now();
     this.events.push({
       type: "done",

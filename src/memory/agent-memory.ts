@@ -1,0 +1,401 @@
+/**
+ * Agent KV memory: each agent's KV cache kept between turns, so only new tokens are prefilled.
+ *
+ * Tiers. Hot: the agent's tokens and a KV sequence in the engine's paged store — bounded by that
+ * store's size (SEMANTIC_MLX_CACHE_BUDGET_MB, real bytes) and SEMANTIC_AGENT_MAX_AGENTS_IN_MEMORY.
+ * Warm: a file in SEMANTIC_AGENT_CACHE_DIR (persistence.ts), reloaded on the agent's next request.
+ * Idle agents leave the hot tier least-recently-used first, written to disk on the way out when
+ * SEMANTIC_AGENT_EVICT_TO_DISK; blocks a running sequence holds are never freed under it (the
+ * sequence holds its own references).
+ *
+ * Reuse. A request's prompt is matched token by token against the agent's cached tokens — the
+ * tokens the model generated last turn included — and against content-addressed blocks shared by
+ * every request of the tenant (prefix-index.ts); the longer match wins. The request's sequence is a
+ * fork of the cache (full blocks shared, a partial one copied), so on divergence the new turn simply
+ * keeps the common prefix, and the agent's cache becomes the new turn's sequence when it ends.
+ */
+import type { KvCache } from "../../backends/contract.js";
+import type { PagedKv, SequenceId } from "../../backends/kv-paging.js";
+import type { FinishReason } from "../engine/events.js";
+import type { KvMemory, MemoryScope, PrefixReuse } from "../engine/kv-memory.js";
+import type { Logger } from "../logging.js";
+import type { Metrics } from "../metrics.js";
+import { AgentStore, type WarmEntry } from "./persistence.js";
+import { blockHashes, SharedBlockIndex } from "./prefix-index.js";
+
+/** Where the warm tier lives and what its files must match (the KV geometry comes from the cache). */
+export interface WarmTierOptions {
+  directory: string;
+  modelId: string;
+  weightsFingerprint: string;
+  tokenizerFingerprint: string;
+  backend: string;
+}
+
+export interface AgentMemoryOptions {
+  maxAgentsInMemory: number;
+  lruEvictionEnabled: boolean;
+  /** The warm tier: evicted agents (and, at shutdown, all changed ones) are written there. Null: none. */
+  warm: WarmTierOptions | null;
+  logger: Logger;
+  metrics?: Metrics;
+}
+
+interface HotAgent {
+  tenant: string;
+  agentId: string;
+  kvSequence: SequenceId;
+  tokens: number[];
+  lastUsed: number;
+  /** Requests of this agent being served now. */
+  inUse: number;
+  /** Changed since it was last written to disk. */
+  dirty: boolean;
+}
+
+export interface AgentInfo {
+  agentId: string;
+  tier: "hot" | "warm";
+  tokens: number;
+  bytes: number;
+  lastUsed: number;
+}
+
+export interface MemoryStats {
+  hotAgents: number;
+  warmAgents: number;
+  hotBytes: number;
+  warmBytes: number;
+  requests: number;
+  hits: { hot: number; warm: number; shared: number };
+  misses: number;
+  reusedTokens: number;
+  promptTokens: number;
+}
+
+const key = (tenant: string, agentId: string) => `${tenant}\0${agentId}`;
+
+export class AgentMemory implements KvMemory {
+  private paging!: PagedKv;
+  private cache!: KvCache;
+  private shared!: SharedBlockIndex;
+  private store: AgentStore | null = null;
+  private readonly hot = new Map<string, HotAgent>();
+  private readonly warm = new Map<string, WarmEntry>();
+  private readonly pendingSaves = new Set<Promise<void>>();
+  /** Reloads in flight, so two requests of one agent read its file once. */
+  private readonly reloading = new Map<string, Promise<HotAgent | undefined>>();
+  private readonly counters: Omit<MemoryStats, "hotAgents" | "warmAgents" | "hotBytes" | "warmBytes"> = {
+    requests: 0,
+    hits: { hot: 0, warm: 0, shared: 0 },
+    misses: 0,
+    reusedTokens: 0,
+    promptTokens: 0,
+  };
+
+  constructor(private readonly options: AgentMemoryOptions) {}
+
+  attach(paging: PagedKv, cache: KvCache): void {
+    this.paging = paging;
+    this.cache = cache;
+    this.shared = new SharedBlockIndex(paging);
+    const warm = this.options.warm;
+    if (warm) {
+      const { layers, kvHeads, headDim, blockSize, storage } = cache.spec;
+      this.store = new AgentStore(
+        warm.directory,
+        { ...warm, layers, kvHeads, headDim, blockSize, storage, bytesPerBlock: cache.bytesPerBlock },
+        this.options.logger,
+      );
+    }
+  }
+
+  /** Rebuild the warm index from the cache directory (at start). */
+  async start(): Promise<void> {
+    if (!this.store) return;
+    for (const entry of await this.store.scan()) this.warm.set(key(entry.tenant, entry.agentId), entry);
+    this.options.logger.info(`agent memory: ${this.warm.size} agent(s) on disk`);
+    this.updateGauges();
+  }
+
+  async acquire(scope: MemoryScope, promptTokens: readonly number[]): Promise<PrefixReuse> {
+    const limit = promptTokens.length - 1;
+    const blockSize = this.paging.blockSize;
+    let agent = scope.agentId === null ? undefined : this.hot.get(key(scope.tenant, scope.agentId));
+    let tier: "hot" | "warm" | "shared" | null = null;
+    if (!agent && scope.agentId !== null) {
+      const agentKey = key(scope.tenant, scope.agentId);
+      let reload = this.reloading.get(agentKey);
+      if (!reload) {
+        reload = this.reload(scope.tenant, scope.agentId).finally(() => this.reloading.delete(agentKey));
+        this.reloading.set(agentKey, reload);
+      }
+      agent = await reload;
+      if (agent) tier = "warm";
+    } else if (agent) tier = "hot";
+
+    let reused = 0;
+    let kvSequence: SequenceId | null = null;
+    if (agent) {
+      agent.inUse++;
+      agent.lastUsed = Date.now();
+      reused = Math.min(commonPrefix(agent.tokens, promptTokens), limit);
+      // A fork copies a partly filled last block: make room for it, or reuse whole blocks only.
+      if (reused % blockSize !== 0 && this.paging.freeBlockCount === 0) await this.reclaim(1);
+      if (reused % blockSize !== 0 && this.paging.freeBlockCount === 0) reused -= reused % blockSize;
+      if (reused > 0) kvSequence = this.paging.fork(agent.kvSequence, reused);
+      else tier = null;
+    }
+    const sharedBlocks = this.shared.lookup(blockHashes(scope.tenant, promptTokens.slice(0, limit), blockSize));
+    if (sharedBlocks.length * blockSize > reused) {
+      if (kvSequence !== null) this.paging.free(kvSequence);
+      reused = sharedBlocks.length * blockSize;
+      kvSequence = this.paging.adopt(sharedBlocks, reused);
+      tier = "shared";
+    }
+    kvSequence ??= this.paging.create();
+
+    this.counters.requests++;
+    this.counters.promptTokens += promptTokens.length;
+    this.counters.reusedTokens += reused;
+    if (tier) {
+      this.counters.hits[tier]++;
+      this.options.metrics?.cacheHits.inc({ tier });
+    } else {
+      this.counters.misses++;
+      this.options.metrics?.cacheMisses.inc();
+    }
+    this.options.logger.debug(
+      `agent memory: ${scope.agentId === null ? "request without agent id" : `agent ${JSON.stringify(scope.agentId)}`}: ` +
+        `${promptTokens.length} prompt tokens, ${reused} reused ${tier ? `from ${tier === "shared" ? "shared blocks" : `the ${tier} tier`}` : "(miss)"}, ` +
+        `${promptTokens.length - reused} to prefill`,
+    );
+    return { kvSequence, reusedTokens: reused };
+  }
+
+  release(
+    scope: MemoryScope,
+    kvSequence: SequenceId,
+    tokens: readonly number[],
+    outcome: FinishReason | "error",
+  ): void {
+    const agent = scope.agentId === null ? undefined : this.hot.get(key(scope.tenant, scope.agentId));
+    if (agent) agent.inUse = Math.max(0, agent.inUse - 1);
+    if (outcome === "error") {
+      // What a failed step wrote is not to be trusted: nothing of it is kept or shared.
+      this.paging.free(kvSequence);
+      return;
+    }
+    this.shared.register(blockHashes(scope.tenant, tokens, this.paging.blockSize), this.paging.blockTable(kvSequence));
+    if (scope.agentId === null) {
+      // Its blocks stay findable by hash until they are handed out again.
+      this.paging.free(kvSequence);
+      return;
+    }
+    if (agent) {
+      this.paging.free(agent.kvSequence);
+      Object.assign(agent, { kvSequence, tokens: [...tokens], lastUsed: Date.now(), dirty: true });
+    } else {
+      this.hot.set(key(scope.tenant, scope.agentId), {
+        tenant: scope.tenant,
+        agentId: scope.agentId,
+        kvSequence,
+        tokens: [...tokens],
+        lastUsed: Date.now(),
+        inUse: 0,
+        dirty: true,
+      });
+    }
+    this.enforceAgentLimit();
+    this.updateGauges();
+  }
+
+  async reclaim(blocks: number): Promise<number> {
+    if (!this.options.lruEvictionEnabled) return 0;
+    const before = this.paging.freeBlockCount;
+    const idle = [...this.hot.values()].filter((agent) => agent.inUse === 0).sort((a, b) => a.lastUsed - b.lastUsed);
+    for (const agent of idle) {
+      if (this.paging.freeBlockCount - before >= blocks) break;
+      await this.evict(agent, "to make room in the KV cache");
+    }
+    return this.paging.freeBlockCount - before;
+  }
+
+  /** Write every changed hot agent and wait for writes in flight (at shutdown). */
+  async flush(): Promise<void> {
+    if (this.store) {
+      for (const agent of this.hot.values()) if (agent.dirty) await this.save(agent);
+    }
+    await Promise.all(this.pendingSaves);
+  }
+
+  list(tenant: string): AgentInfo[] {
+    const agents = new Map<string, AgentInfo>();
+    for (const entry of this.warm.values()) {
+      if (entry.tenant !== tenant) continue;
+      agents.set(entry.agentId, {
+        agentId: entry.agentId,
+        tier: "warm",
+        tokens: entry.tokenCount,
+        bytes: entry.bytes,
+        lastUsed: entry.updatedAt,
+      });
+    }
+    for (const agent of this.hot.values()) {
+      if (agent.tenant !== tenant) continue;
+      agents.set(agent.agentId, {
+        agentId: agent.agentId,
+        tier: "hot",
+        tokens: agent.tokens.length,
+        bytes: this.bytesOf(agent),
+        lastUsed: agent.lastUsed,
+      });
+    }
+    return [...agents.values()].sort((a, b) => b.lastUsed - a.lastUsed);
+  }
+
+  get(tenant: string, agentId: string): AgentInfo | null {
+    return this.list(tenant).find((agent) => agent.agentId === agentId) ?? null;
+  }
+
+  /** Forget an agent in every tier; true when there was something to forget. */
+  async delete(tenant: string, agentId: string): Promise<boolean> {
+    const agent = this.hot.get(key(tenant, agentId));
+    if (agent) {
+      this.paging.free(agent.kvSequence);
+      this.hot.delete(key(tenant, agentId));
+    }
+    const onDisk = this.warm.delete(key(tenant, agentId));
+    const removed = this.store ? await this.store.delete(tenant, agentId) : false;
+    this.updateGauges();
+    return agent !== undefined || onDisk || removed;
+  }
+
+  stats(): MemoryStats {
+    let hotBytes = 0;
+    for (const agent of this.hot.values()) hotBytes += this.bytesOf(agent);
+    let warmBytes = 0;
+    for (const entry of this.warm.values()) warmBytes += entry.bytes;
+    return {
+      hotAgents: this.hot.size,
+      warmAgents: this.warm.size,
+      hotBytes,
+      warmBytes,
+      ...this.counters,
+      hits: { ...this.counters.hits },
+    };
+  }
+
+  private bytesOf(agent: HotAgent): number {
+    return this.paging.blockTable(agent.kvSequence).length * this.cache.bytesPerBlock;
+  }
+
+  /** Bring an agent back from disk into fresh blocks; null when absent, unusable or out of room. */
+  private async reload(tenant: string, agentId: string): Promise<HotAgent | undefined> {
+    const store = this.store;
+    if (!store || !this.warm.has(key(tenant, agentId))) return undefined;
+    const record = await store.load(tenant, agentId);
+    if (!record) {
+      this.warm.delete(key(tenant, agentId));
+      return undefined;
+    }
+    const needed = record.blocks.length;
+    if (this.paging.freeBlockCount < needed) await this.reclaim(needed - this.paging.freeBlockCount);
+    if (this.paging.freeBlockCount < needed) {
+      this.options.logger.warning(
+        `agent memory: agent ${JSON.stringify(agentId)} (${needed} blocks on disk) does not fit in the KV cache now; prefilling instead`,
+      );
+      return undefined;
+    }
+    const kvSequence = this.paging.create();
+    this.paging.append(kvSequence, record.tokens.length);
+    const table = this.paging.blockTable(kvSequence);
+    record.blocks.forEach((bytes, index) => this.cache.importBlock(table[index]!, bytes));
+    const tokens = Array.from(record.tokens);
+    this.shared.register(blockHashes(tenant, tokens, this.paging.blockSize), table);
+    const agent: HotAgent = { tenant, agentId, kvSequence, tokens, lastUsed: Date.now(), inUse: 0, dirty: false };
+    this.hot.set(key(tenant, agentId), agent);
+    this.options.logger.debug(
+      `agent memory: agent ${JSON.stringify(agentId)} reloaded from disk (${tokens.length} tokens)`,
+    );
+    this.updateGauges();
+    return agent;
+  }
+
+  private enforceAgentLimit(): void {
+    if (!this.options.lruEvictionEnabled || this.hot.size <= this.options.maxAgentsInMemory) return;
+    const idle = [...this.hot.values()].filter((agent) => agent.inUse === 0).sort((a, b) => a.lastUsed - b.lastUsed);
+    for (const agent of idle.slice(0, this.hot.size - this.options.maxAgentsInMemory)) {
+      void this.evict(agent, `more than ${this.options.maxAgentsInMemory} agents in memory`);
+    }
+  }
+
+  /** Leave the hot tier: export the blocks (when kept on disk), free them, write in the background. */
+  private async evict(agent: HotAgent, why: string): Promise<void> {
+    if (this.hot.get(key(agent.tenant, agent.agentId)) !== agent) return;
+    this.hot.delete(key(agent.tenant, agent.agentId));
+    const keep = this.store !== null;
+    const record = keep && agent.dirty ? await this.snapshot(agent) : null;
+    this.paging.free(agent.kvSequence);
+    this.options.logger.debug(
+      `agent memory: evicted agent ${JSON.stringify(agent.agentId)} (${agent.tokens.length} tokens) ${why}${keep ? ", to disk" : ""}`,
+    );
+    if (record) this.track(this.write(record));
+    this.updateGauges();
+  }
+
+  private async save(agent: HotAgent): Promise<void> {
+    const record = await this.snapshot(agent);
+    agent.dirty = false;
+    await this.write(record);
+  }
+
+  private async snapshot(agent: HotAgent) {
+    const table = this.paging.blockTable(agent.kvSequence);
+    const blocks = await Promise.all(table.map((block) => this.cache.exportBlock(block)));
+    return {
+      tenant: agent.tenant,
+      agentId: agent.agentId,
+      tokens: Uint32Array.from(agent.tokens),
+      blockHashes: blockHashes(agent.tenant, agent.tokens, this.paging.blockSize),
+      blocks,
+      updatedAt: agent.lastUsed,
+    };
+  }
+
+  private async write(record: Awaited<ReturnType<AgentMemory["snapshot"]>>): Promise<void> {
+    try {
+      const { path, bytes } = await this.store!.save(record);
+      this.warm.set(key(record.tenant, record.agentId), {
+        tenant: record.tenant,
+        agentId: record.agentId,
+        path,
+        tokenCount: record.tokens.length,
+        bytes,
+        updatedAt: record.updatedAt,
+      });
+      this.updateGauges();
+    } catch (error) {
+      this.options.logger.error(
+        `agent memory: could not write agent ${JSON.stringify(record.agentId)}: ${(error as Error).message}`,
+      );
+    }
+  }
+
+  private track(save: Promise<void>): void {
+    this.pendingSaves.add(save);
+    void save.finally(() => this.pendingSaves.delete(save));
+  }
+
+  private updateGauges(): void {
+    this.options.metrics?.activeAgents.set({ tier: "hot" }, this.hot.size);
+    this.options.metrics?.activeAgents.set({ tier: "warm" }, this.warm.size);
+  }
+}
+
+function commonPrefix(a: readonly number[], b: readonly number[]): number {
+  const length = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < length && a[i] === b[i]) i++;
+  return i;
+}

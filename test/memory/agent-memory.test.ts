@@ -1,0 +1,210 @@
+/**
+ * Agent KV memory with the real engine on a real fixture model (WebGPU): exact reuse counts across
+ * turns, and greedy output that never depends on where the K/V came from — reused, trimmed after a
+ * divergence, shared between agents, reloaded from disk, or after a restart (8-bit storage: see
+ * kv-quantization.test.ts).
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Backend, KvStorage } from "../../backends/contract.js";
+import { createBackend } from "../../backends/registry.js";
+import { Engine, type EngineOptions } from "../../src/engine/engine.js";
+import type { GenerationEvent } from "../../src/engine/events.js";
+import type { MemoryScope } from "../../src/engine/kv-memory.js";
+import { samplingParams } from "../../src/engine/sampling.js";
+import { createLogger } from "../../src/logging.js";
+import type { LanguageModel } from "../../src/model/architecture.js";
+import { loadModel } from "../../src/model/load.js";
+import { loadTokenizer, type ModelTokenizer } from "../../src/model/tokenizer.js";
+import { AgentMemory } from "../../src/memory/agent-memory.js";
+import { fingerprintModel } from "../../src/memory/persistence.js";
+import { scratchDir, testModelDirectory } from "../support/cli.js";
+
+const GREEDY = samplingParams({ temperature: 0 });
+const FLOAT: KvStorage = { kind: "float", dtype: "f32" };
+
+interface Turn {
+  tokens: number[];
+  cached: number;
+}
+
+async function collect(events: AsyncIterable<GenerationEvent>): Promise<Turn> {
+  const tokens: number[] = [];
+  for await (const event of events) {
+    if (event.type === "delta") tokens.push(...event.tokenIds);
+    else return { tokens, cached: event.usage.cachedTokens };
+  }
+  throw new Error("no done event");
+}
+
+describe("agent KV memory", () => {
+  let backend: Backend;
+  let model: LanguageModel;
+  let tokenizer: ModelTokenizer;
+  let directory: string;
+  let fingerprints: { weights: string; tokenizer: string };
+  const logger = createLogger("ERROR");
+  const base: EngineOptions = {
+    maxBatchSize: 4,
+    prefillStepSize: 64,
+    maxContextLength: 0,
+    kvBudgetBytes: 4 * 2 ** 20,
+    kvStorage: FLOAT,
+  };
+  const engines: Engine[] = [];
+
+  beforeAll(async () => {
+    directory = testModelDirectory();
+    backend = await createBackend("webgpu");
+    model = (await loadModel(directory, backend, { progressStream: null })).model;
+    tokenizer = await loadTokenizer(directory);
+    fingerprints = await fingerprintModel(directory);
+    system = text("You are a careful agent. Tools: read_file, write_file, run_tests. Keep answers short and exact.");
+  }, 120_000);
+  afterAll(async () => {
+    for (const engine of engines) await engine.dispose();
+    model?.dispose();
+  });
+
+  function engineWith(options: Partial<EngineOptions> & { cacheDir?: string; maxAgents?: number } = {}) {
+    const memory = new AgentMemory({
+      maxAgentsInMemory: options.maxAgents ?? 10,
+      lruEvictionEnabled: true,
+      warm: options.cacheDir
+        ? {
+            directory: options.cacheDir,
+            modelId: directory,
+            weightsFingerprint: fingerprints.weights,
+            tokenizerFingerprint: fingerprints.tokenizer,
+            backend: backend.name,
+          }
+        : null,
+      logger,
+    });
+    const engine = new Engine(backend, model, tokenizer, { ...base, ...options }, memory);
+    engines.push(engine);
+    return { engine, memory };
+  }
+
+  /** Bytes of one 16-token f32 KV block of the fixture model. */
+  const blockBytes = () => {
+    const { layers, kvHeads, headDim } = model.kvGeometry;
+    return 2 * layers * kvHeads * headDim * 16 * 4;
+  };
+
+  /** The same request on an engine without memory: what any cached run must reproduce. */
+  let plain: Engine;
+  const reference = async (prompt: number[], maxTokens = 12) => {
+    plain ??= (() => {
+      const engine = new Engine(backend, model, tokenizer, base);
+      engines.push(engine);
+      return engine;
+    })();
+    return (await collect(plain.generate({ promptTokens: prompt, maxTokens, sampling: GREEDY, ignoreEos: true })))
+      .tokens;
+  };
+
+  const ask = (engine: Engine, scope: MemoryScope | undefined, prompt: number[], maxTokens = 12) =>
+    collect(engine.generate({ promptTokens: prompt, maxTokens, sampling: GREEDY, ignoreEos: true, memory: scope }));
+
+  const text = (words: string) => tokenizer.encode(words, { addSpecialTokens: false });
+  let system: number[];
+
+  it("reuses exactly the cached tokens turn after turn, generated tokens included, with unchanged output", async () => {
+    const { engine } = engineWith();
+    const scope = { agentId: "agent-a", tenant: "t1" };
+    const turn1Prompt = [...system, ...text(" User: list the files.")];
+    const turn1 = await ask(engine, scope, turn1Prompt);
+    expect(turn1.cached).toBe(0);
+    expect(turn1.tokens).toEqual(await reference(turn1Prompt));
+
+    // The next turn resends everything, the model's answer included, and adds a little.
+    const turn2Prompt = [...turn1Prompt, ...turn1.tokens, ...text(" User: now run the tests.")];
+    const turn2 = await ask(engine, scope, turn2Prompt);
+    // Every token but the last generated one has its K/V cached (that one was never fed back).
+    expect(turn2.cached).toBe(turn1Prompt.length + turn1.tokens.length - 1);
+    expect(turn2.tokens).toEqual(await reference(turn2Prompt));
+
+    const turn3Prompt = [...turn2Prompt, ...turn2.tokens, ...text(" User: thanks.")];
+    const turn3 = await ask(engine, scope, turn3Prompt);
+    expect(turn3.cached).toBe(turn2Prompt.length + turn2.tokens.length - 1);
+    expect(turn3.tokens).toEqual(await reference(turn3Prompt));
+  }, 60_000);
+
+  it("on divergence keeps only the common prefix, and the output is still the uncached one", async () => {
+    const { engine } = engineWith();
+    const scope = { agentId: "agent-b", tenant: "t1" };
+    const first = [...system, ...text(" User: describe the repository layout in detail.")];
+    await ask(engine, scope, first);
+    const edited = [...system, ...text(" User: describe the test layout instead.")];
+    let common = 0;
+    while (first[common] === edited[common]) common++;
+    const turn = await ask(engine, scope, edited);
+    expect(turn.cached).toBe(common);
+    expect(turn.tokens).toEqual(await reference(edited));
+  }, 60_000);
+
+  it("shares full blocks of a common prefix between agents of one tenant, never across tenants", async () => {
+    const { engine } = engineWith();
+    const prompt = (question: string) => [...system, ...text(question)];
+    await ask(engine, { agentId: "first", tenant: "t1" }, prompt(" User: hello."));
+    const second = await ask(engine, { agentId: "second", tenant: "t1" }, prompt(" User: something else."));
+    const sharedBlocks = Math.floor(Math.min(system.length, prompt(" User: something else.").length - 1) / 16);
+    expect(second.cached).toBe(sharedBlocks * 16);
+    expect(second.tokens).toEqual(await reference(prompt(" User: something else.")));
+    const otherTenant = await ask(engine, { agentId: "third", tenant: "t2" }, prompt(" User: something else."));
+    expect(otherTenant.cached).toBe(0);
+    // Requests that name no agent reuse shared blocks too.
+    const anonymous = await ask(engine, { agentId: null, tenant: "t1" }, prompt(" User: a third thing."));
+    expect(anonymous.cached).toBe(sharedBlocks * 16);
+  }, 60_000);
+
+  it("evicts idle agents to disk under a small budget and reloads them with unchanged output", async () => {
+    const cacheDir = scratchDir();
+    // Room for about two agents' caches: the third pushes the least recently used out.
+    const { engine, memory } = engineWith({ cacheDir, kvBudgetBytes: 10 * blockBytes() });
+    const prompts = ["one", "two", "three"].map((name) => [...text(`Agent ${name} speaks. `), ...system]);
+    const firstTurns = [];
+    for (const [index, prompt] of prompts.entries()) {
+      firstTurns.push(await ask(engine, { agentId: `agent-${index}`, tenant: "t1" }, prompt));
+    }
+    await memory.flush();
+    const stats = memory.stats();
+    expect(stats.hotAgents).toBe(2);
+    expect(stats.hotBytes).toBeLessThanOrEqual(engine.kvBytes);
+    expect(engine.kvBytes).toBeLessThanOrEqual(10 * blockBytes());
+    expect(memory.get("t1", "agent-0")?.tier).toBe("warm");
+
+    const followUp = [...prompts[0]!, ...firstTurns[0]!.tokens, ...text(" Continue.")];
+    const reloaded = await ask(engine, { agentId: "agent-0", tenant: "t1" }, followUp);
+    expect(reloaded.cached).toBe(prompts[0]!.length + firstTurns[0]!.tokens.length - 1);
+    expect(reloaded.tokens).toEqual(await reference(followUp));
+    expect(memory.stats().hits.warm).toBe(1);
+
+    // A restart: a new engine and memory over the same directory find every agent on disk.
+    await memory.flush();
+    const restarted = engineWith({ cacheDir });
+    await restarted.memory.start();
+    expect(
+      restarted.memory
+        .list("t1")
+        .map((agent) => agent.agentId)
+        .sort(),
+    ).toEqual(["agent-0", "agent-1", "agent-2"]);
+    const followUp2 = [...prompts[2]!, ...firstTurns[2]!.tokens, ...text(" Continue.")];
+    const afterRestart = await ask(restarted.engine, { agentId: "agent-2", tenant: "t1" }, followUp2);
+    expect(afterRestart.cached).toBe(prompts[2]!.length + firstTurns[2]!.tokens.length - 1);
+    expect(afterRestart.tokens).toEqual(await reference(followUp2));
+  }, 60_000);
+
+  it("deleting an agent removes it from memory and disk", async () => {
+    const cacheDir = scratchDir();
+    const { engine, memory } = engineWith({ cacheDir });
+    await ask(engine, { agentId: "gone", tenant: "t1" }, [...system, ...text(" User: hi.")]);
+    await memory.flush();
+    expect(memory.get("t1", "gone")?.tier).toBe("hot");
+    expect(await memory.delete("t1", "gone")).toBe(true);
+    expect(memory.get("t1", "gone")).toBeNull();
+    const again = await ask(engine, { agentId: "gone", tenant: "t1" }, [...system, ...text(" User: hi.")]);
+    expect(again.cached).toBe(Math.floor((system.length + text(" User: hi.").length - 1) / 16) * 16);
+  }, 60_000);
+});
