@@ -71,6 +71,10 @@ export interface MemoryStats {
   misses: number;
   reusedTokens: number;
   promptTokens: number;
+  /** Agents read back from disk, their bytes, and the time from opening the file to blocks imported. */
+  reloads: number;
+  reloadBytes: number;
+  reloadMs: number;
 }
 
 const key = (tenant: string, agentId: string) => `${tenant}\0${agentId}`;
@@ -91,6 +95,9 @@ export class AgentMemory implements KvMemory {
     misses: 0,
     reusedTokens: 0,
     promptTokens: 0,
+    reloads: 0,
+    reloadBytes: 0,
+    reloadMs: 0,
   };
 
   constructor(private readonly options: AgentMemoryOptions) {}
@@ -258,6 +265,15 @@ export class AgentMemory implements KvMemory {
     return this.list(tenant).find((agent) => agent.agentId === agentId) ?? null;
   }
 
+  /** Move an idle agent from memory to disk now (the Agent API's "evict"); false when it is not hot. */
+  async evictAgent(tenant: string, agentId: string): Promise<boolean> {
+    const agent = this.hot.get(key(tenant, agentId));
+    if (!agent || agent.inUse > 0) return false;
+    await this.evict(agent, "on request");
+    await Promise.all(this.pendingSaves);
+    return true;
+  }
+
   /** Forget an agent in every tier; true when there was something to forget. */
   async delete(tenant: string, agentId: string): Promise<boolean> {
     const agent = this.hot.get(key(tenant, agentId));
@@ -294,6 +310,7 @@ export class AgentMemory implements KvMemory {
   private async reload(tenant: string, agentId: string): Promise<HotAgent | undefined> {
     const store = this.store;
     if (!store || !this.warm.has(key(tenant, agentId))) return undefined;
+    const started = performance.now();
     const record = await store.load(tenant, agentId);
     if (!record) {
       this.warm.delete(key(tenant, agentId));
@@ -311,6 +328,9 @@ export class AgentMemory implements KvMemory {
     this.paging.append(kvSequence, record.tokens.length);
     const table = this.paging.blockTable(kvSequence);
     record.blocks.forEach((bytes, index) => this.cache.importBlock(table[index]!, bytes));
+    this.counters.reloads++;
+    this.counters.reloadBytes += record.blocks.reduce((sum, block) => sum + block.byteLength, 0);
+    this.counters.reloadMs += performance.now() - started;
     const tokens = Array.from(record.tokens);
     this.shared.register(blockHashes(tenant, tokens, this.paging.blockSize), table);
     const agent: HotAgent = { tenant, agentId, kvSequence, tokens, lastUsed: Date.now(), inUse: 0, dirty: false };

@@ -1,0 +1,239 @@
+/**
+ * The headline figure: time to first token of an agent's follow-up turn at growing context, from each
+ * place its KV can come from, against baselines measured in the same run.
+ *   cold     the follow-up prompt with nothing cached (the whole context is prefilled);
+ *   hot      the agent's cache in backend memory: only the new tokens are prefilled;
+ *   warm     the agent evicted to disk first, reloaded on the request;
+ *   restart  a new engine and memory over the same cache directory (a server restart);
+ *   new-only the prefill of the same number of new tokens with no context at all (the hot target:
+ *            hot ≤ 1.5× this at every length).
+ * Also: reload throughput against `dd` reading the same files in the same run, and KV bytes per
+ * token for float (f16), 8-bit and 4-bit storage.
+ *
+ * Run from the repository root:
+ *   npx tsc -p tsconfig.json --noEmit false --outDir dist
+ *   node dist/bench/agent-memory.js [--preset tiny|1b|8b] [--max-context N] [--backend webgpu|mlx] [--name=NAME]
+ * Writes bench/results/agent-memory-<name>.json.
+ */
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { writeFileSync } from "node:fs";
+import { createBackend, type BackendName } from "../backends/registry.js";
+import { Engine, type EngineOptions } from "../src/engine/engine.js";
+import type { GenerationEvent } from "../src/engine/events.js";
+import { samplingParams } from "../src/engine/sampling.js";
+import { createLogger } from "../src/logging.js";
+import { AgentMemory } from "../src/memory/agent-memory.js";
+import { AgentStore, fingerprintModel } from "../src/memory/persistence.js";
+import { loadModel } from "../src/model/load.js";
+import type { TestModelPreset } from "../src/model/test-model/presets.js";
+import { loadTokenizer } from "../src/model/tokenizer.js";
+import { llamaBenchModel } from "./lib/bench-model.js";
+
+const root = join(import.meta.dirname, "../..");
+const option = (name: string) => {
+  const index = process.argv.indexOf(`--${name}`);
+  return index >= 0 ? process.argv[index + 1] : process.argv.find((arg) => arg.startsWith(`--${name}=`))?.split("=")[1];
+};
+const preset = (option("preset") ?? "1b") as TestModelPreset;
+const backendName = (option("backend") ?? "webgpu") as BackendName;
+const maxContext = Number(option("max-context") ?? 32768);
+const CONTEXTS = [1024, 2048, 4096, 8192, 16384, 32768].filter((length) => length <= maxContext);
+const NEW_TOKENS = 64;
+
+async function ttft(events: AsyncIterable<GenerationEvent>): Promise<{ ms: number; cached: number; tokens: number[] }> {
+  const tokens: number[] = [];
+  for await (const event of events) {
+    if (event.type === "delta") tokens.push(...event.tokenIds);
+    else return { ms: event.timings.timeToFirstTokenMs, cached: event.usage.cachedTokens, tokens };
+  }
+  throw new Error("no done event");
+}
+
+async function main(): Promise<void> {
+  const directory = await llamaBenchModel(root, preset);
+  const backend = await createBackend(backendName);
+  const { model, config } = await loadModel(directory, backend);
+  const tokenizer = await loadTokenizer(directory);
+  const fingerprints = await fingerprintModel(directory);
+  const cacheDir = mkdtempSync(join(tmpdir(), "agent-memory-bench-"));
+  const logger = createLogger("WARNING");
+  const engineOptions: EngineOptions = {
+    maxBatchSize: 8,
+    prefillStepSize: 512,
+    maxContextLength: 0,
+    kvBudgetBytes: Number(option("kv-mb") ?? 6144) * 2 ** 20,
+    kvStorage: { kind: "float", dtype: "f16" },
+  };
+  const open = () => {
+    const memory = new AgentMemory({
+      maxAgentsInMemory: 64,
+      lruEvictionEnabled: true,
+      warm: {
+        directory: cacheDir,
+        modelId: directory,
+        weightsFingerprint: fingerprints.weights,
+        tokenizerFingerprint: fingerprints.tokenizer,
+        backend: backend.name,
+      },
+      logger,
+    });
+    return { memory, engine: new Engine(backend, model, tokenizer, engineOptions, memory) };
+  };
+  let { memory, engine } = open();
+  let seed = 7;
+  const randomTokens = (count: number) =>
+    Array.from({ length: count }, () => 1 + ((seed = (seed * 48271) % 2147483647) % (config.vocabSize - 1)));
+  const ask = (agentId: string, prompt: number[]) =>
+    ttft(
+      engine.generate({
+        promptTokens: prompt,
+        maxTokens: 1,
+        sampling: samplingParams({ temperature: 0 }),
+        ignoreEos: true,
+        memory: { agentId, tenant: "bench" },
+      }),
+    );
+  process.stdout.write(`agent-memory benchmark: ${backend.name} on ${backend.deviceDescription}; ${directory}\n`);
+  await ask("warmup", randomTokens(600)); // compile kernels
+
+  interface Row {
+    context: number;
+    coldMs: number;
+    hotMs: number;
+    warmMs: number;
+    restartMs: number;
+    newOnlyMs: number;
+    reloadBytes: number;
+    reloadMs: number;
+  }
+  const rows: Row[] = [];
+  const conversations = new Map<number, number[]>();
+  for (const context of CONTEXTS) {
+    const agent = `agent-${context}`;
+    // Cold: the first turn of this agent is a follow-up whose context nobody has seen.
+    let prompt = randomTokens(context);
+    const cold = await ask(agent, prompt);
+    // Hot: the next turn adds the answer and NEW_TOKENS new tokens.
+    prompt = [...prompt, ...cold.tokens, ...randomTokens(NEW_TOKENS)];
+    const hot = await ask(agent, prompt);
+    if (hot.cached !== prompt.length - NEW_TOKENS - 1) throw new Error(`hot turn reused ${hot.cached} tokens`);
+    const newOnly = await ask(`fresh-${context}`, randomTokens(NEW_TOKENS));
+    // Warm: evicted to disk, then the next turn.
+    await memory.evictAgent("bench", agent);
+    prompt = [...prompt, ...hot.tokens, ...randomTokens(NEW_TOKENS)];
+    const before = memory.stats();
+    const warm = await ask(agent, prompt);
+    const after = memory.stats();
+    const reloadMs = after.reloadMs - before.reloadMs;
+    const reloadBytes = after.reloadBytes - before.reloadBytes;
+    if (warm.cached !== prompt.length - NEW_TOKENS - 1) throw new Error(`warm turn reused ${warm.cached} tokens`);
+    await memory.evictAgent("bench", agent);
+    conversations.set(context, [...prompt, ...warm.tokens]);
+    rows.push({
+      context,
+      coldMs: cold.ms,
+      hotMs: hot.ms,
+      warmMs: warm.ms,
+      restartMs: 0,
+      newOnlyMs: newOnly.ms,
+      reloadBytes,
+      reloadMs,
+    });
+    process.stdout.write(
+      `  ${context}: cold ${cold.ms.toFixed(0)} ms, hot ${hot.ms.toFixed(1)} ms, warm ${warm.ms.toFixed(1)} ms\n`,
+    );
+  }
+
+  // Restart: a new engine and memory over the same directory.
+  await memory.flush();
+  await engine.dispose();
+  ({ memory, engine } = open());
+  await memory.start();
+  for (const row of rows) {
+    const prompt = [...conversations.get(row.context)!, ...randomTokens(NEW_TOKENS)];
+    const restarted = await ask(`agent-${row.context}`, prompt);
+    if (restarted.cached !== prompt.length - NEW_TOKENS - 1) throw new Error(`restart reused ${restarted.cached}`);
+    row.restartMs = restarted.ms;
+  }
+
+  // dd reading the same files (after ours: both find them wherever the OS keeps them).
+  const dd = rows.map((row) => {
+    const file = join(cacheDir, AgentStore.fileName("bench", `agent-${row.context}`));
+    const started = performance.now();
+    execFileSync("dd", [`if=${file}`, "of=/dev/null", "bs=8M"], { stdio: "ignore" });
+    return { context: row.context, bytes: statSync(file).size, ms: performance.now() - started };
+  });
+
+  const perToken = (storage: EngineOptions["kvStorage"]) => {
+    const { layers, kvHeads, headDim } = model.kvGeometry;
+    try {
+      const cache = backend.createKvCache({ layers, kvHeads, headDim, blockSize: 16, blockCount: 1, storage });
+      const bytes = cache.bytesPerBlock / 16;
+      cache.dispose();
+      return bytes;
+    } catch {
+      return null; // e.g. quantized storage needs headDim to be a multiple of 64
+    }
+  };
+  const bytesPerToken = {
+    f16: perToken({ kind: "float", dtype: "f16" }),
+    q8: perToken({ kind: "quantized", bits: 8, groupSize: 64 }),
+    q4: perToken({ kind: "quantized", bits: 4, groupSize: 64 }),
+  };
+  await engine.dispose();
+  model.dispose();
+  rmSync(cacheDir, { recursive: true, force: true });
+
+  const line = (cells: (string | number)[]) => process.stdout.write(`| ${cells.join(" | ")} |\n`);
+  line([
+    "context",
+    "cold ms",
+    "hot ms",
+    "warm ms",
+    "restart ms",
+    "new-only ms",
+    "hot/new-only",
+    "cold/hot",
+    "cold/warm",
+  ]);
+  for (const row of rows) {
+    line([
+      row.context,
+      row.coldMs.toFixed(0),
+      row.hotMs.toFixed(1),
+      row.warmMs.toFixed(1),
+      row.restartMs.toFixed(1),
+      row.newOnlyMs.toFixed(1),
+      (row.hotMs / row.newOnlyMs).toFixed(2),
+      (row.coldMs / row.hotMs).toFixed(0),
+      (row.coldMs / row.warmMs).toFixed(0),
+    ]);
+  }
+  line(["context", "KV MB reloaded", "reload ms", "reload GB/s", "dd GB/s (same file)", "reload / dd"]);
+  rows.forEach((row, index) => {
+    const ours = row.reloadBytes / 1e6 / row.reloadMs;
+    const theirs = dd[index]!.bytes / 1e6 / dd[index]!.ms;
+    line([
+      row.context,
+      (row.reloadBytes / 1e6).toFixed(1),
+      row.reloadMs.toFixed(1),
+      ours.toFixed(2),
+      theirs.toFixed(2),
+      (ours / theirs).toFixed(2),
+    ]);
+  });
+  line(["KV bytes/token f16", "8-bit", "4-bit"]);
+  line([String(bytesPerToken.f16), String(bytesPerToken.q8), String(bytesPerToken.q4)]);
+  const name = option("name") ?? backend.name;
+  const out = join(root, "bench/results", `agent-memory-${name}.json`);
+  writeFileSync(
+    out,
+    `${JSON.stringify({ backend: backend.deviceDescription, model: directory, rows, dd, bytesPerToken, at: new Date().toISOString() }, null, 2)}\n`,
+  );
+  process.stdout.write(`wrote ${out}\n`);
+}
+
+await main();
