@@ -192,3 +192,44 @@ export function uploadBatch(backend: Backend, batch: ForwardBatch): BatchTensors
 export function freeBatch(backend: Backend, tensors: BatchTensors): void {
   for (const tensor of [tensors.tokens, tensors.positions, tensors.slots, tensors.logitRows]) backend.free(tensor);
 }
+
+/**
+ * The gated MLP of every architecture here: down(act(gate(x)) · up(x)), with SiLU (SwiGLU: Llama,
+ * Qwen) or the tanh-approximated GELU (GeGLU: Gemma).
+ */
+export class GatedMlp {
+  private constructor(
+    private readonly gateProj: Linear,
+    private readonly upProj: Linear,
+    private readonly downProj: Linear,
+    private readonly activation: "silu" | "gelu_tanh",
+  ) {}
+
+  static async load(
+    weights: ModelWeights,
+    backend: Backend,
+    config: ModelConfig,
+    layer: number,
+    activation: "silu" | "gelu_tanh",
+  ): Promise<GatedMlp> {
+    const prefix = `model.layers.${layer}.mlp`;
+    const { hiddenSize, intermediateSize } = config;
+    return new GatedMlp(
+      await Linear.load(weights, backend, `${prefix}.gate_proj`, hiddenSize, intermediateSize),
+      await Linear.load(weights, backend, `${prefix}.up_proj`, hiddenSize, intermediateSize),
+      await Linear.load(weights, backend, `${prefix}.down_proj`, intermediateSize, hiddenSize),
+      activation,
+    );
+  }
+
+  forward(backend: Backend, x: Tensor, scratch: Scratch): Tensor {
+    const gateInput = scratch.keep(this.gateProj.forward(backend, x, scratch));
+    const gate = scratch.keep(this.activation === "silu" ? backend.silu(gateInput) : backend.geluTanh(gateInput));
+    const up = scratch.keep(this.upProj.forward(backend, x, scratch));
+    return this.downProj.forward(backend, scratch.keep(backend.mul(gate, up)), scratch);
+  }
+
+  dispose(backend: Backend): void {
+    for (const linear of [this.gateProj, this.upProj, this.downProj]) linear.dispose(backend);
+  }
+}

@@ -13,6 +13,7 @@
 import type { Backend, KvCache, Matrix, OpName, RopeOptions, Tensor } from "../../backends/contract.js";
 import {
   COMMON_OPS,
+  GatedMlp,
   Linear,
   QUANTIZED_OPS,
   Scratch,
@@ -115,39 +116,10 @@ class Attention {
   }
 }
 
-class Mlp {
-  constructor(
-    private readonly gateProj: Linear,
-    private readonly upProj: Linear,
-    private readonly downProj: Linear,
-  ) {}
-
-  static async load(weights: ModelWeights, backend: Backend, config: ModelConfig, layer: number): Promise<Mlp> {
-    const prefix = `model.layers.${layer}.mlp`;
-    const { hiddenSize, intermediateSize } = config;
-    return new Mlp(
-      await Linear.load(weights, backend, `${prefix}.gate_proj`, hiddenSize, intermediateSize),
-      await Linear.load(weights, backend, `${prefix}.up_proj`, hiddenSize, intermediateSize),
-      await Linear.load(weights, backend, `${prefix}.down_proj`, intermediateSize, hiddenSize),
-    );
-  }
-
-  /** GeGLU with the tanh approximation: down(gelu_tanh(gate(x)) · up(x)). */
-  forward(backend: Backend, x: Tensor, scratch: Scratch): Tensor {
-    const gate = scratch.keep(backend.geluTanh(scratch.keep(this.gateProj.forward(backend, x, scratch))));
-    const up = scratch.keep(this.upProj.forward(backend, x, scratch));
-    return this.downProj.forward(backend, scratch.keep(backend.mul(gate, up)), scratch);
-  }
-
-  dispose(backend: Backend): void {
-    for (const linear of [this.gateProj, this.upProj, this.downProj]) linear.dispose(backend);
-  }
-}
-
 class TransformerBlock {
   constructor(
     private readonly attention: Attention,
-    private readonly mlp: Mlp,
+    private readonly mlp: GatedMlp,
     private readonly norms: {
       input: Tensor;
       postAttention: Tensor;
@@ -167,7 +139,7 @@ class TransformerBlock {
     const norm = (name: string) => gemmaNormWeight(weights, backend, `${prefix}.${name}.weight`, config.hiddenSize);
     return new TransformerBlock(
       await Attention.load(weights, backend, config, layer),
-      await Mlp.load(weights, backend, config, layer),
+      await GatedMlp.load(weights, backend, config, layer, "gelu_tanh"),
       {
         input: await norm("input_layernorm"),
         postAttention: await norm("post_attention_layernorm"),

@@ -12,6 +12,7 @@
 import type { Backend, KvCache, Matrix, OpName, RopeOptions, Tensor } from "../../backends/contract.js";
 import {
   COMMON_OPS,
+  GatedMlp,
   Linear,
   QUANTIZED_OPS,
   Scratch,
@@ -88,35 +89,6 @@ class Attention {
   }
 }
 
-class Mlp {
-  constructor(
-    private readonly gateProj: Linear,
-    private readonly upProj: Linear,
-    private readonly downProj: Linear,
-  ) {}
-
-  static async load(weights: ModelWeights, backend: Backend, config: ModelConfig, layer: number): Promise<Mlp> {
-    const prefix = `model.layers.${layer}.mlp`;
-    const { hiddenSize, intermediateSize } = config;
-    return new Mlp(
-      await Linear.load(weights, backend, `${prefix}.gate_proj`, hiddenSize, intermediateSize),
-      await Linear.load(weights, backend, `${prefix}.up_proj`, hiddenSize, intermediateSize),
-      await Linear.load(weights, backend, `${prefix}.down_proj`, intermediateSize, hiddenSize),
-    );
-  }
-
-  /** SwiGLU: down(silu(gate(x)) · up(x)). */
-  forward(backend: Backend, x: Tensor, scratch: Scratch): Tensor {
-    const gate = scratch.keep(backend.silu(scratch.keep(this.gateProj.forward(backend, x, scratch))));
-    const up = scratch.keep(this.upProj.forward(backend, x, scratch));
-    return this.downProj.forward(backend, scratch.keep(backend.mul(gate, up)), scratch);
-  }
-
-  dispose(backend: Backend): void {
-    for (const linear of [this.gateProj, this.upProj, this.downProj]) linear.dispose(backend);
-  }
-}
-
 interface StepContext {
   positions: Tensor;
   slots: Tensor;
@@ -128,7 +100,7 @@ interface StepContext {
 class TransformerBlock {
   constructor(
     private readonly attention: Attention,
-    private readonly mlp: Mlp,
+    private readonly mlp: GatedMlp,
     private readonly inputLayernorm: Tensor,
     private readonly postAttentionLayernorm: Tensor,
     private readonly eps: number,
@@ -143,7 +115,7 @@ class TransformerBlock {
     const prefix = `model.layers.${layer}`;
     return new TransformerBlock(
       await Attention.load(weights, backend, config, layer),
-      await Mlp.load(weights, backend, config, layer),
+      await GatedMlp.load(weights, backend, config, layer, "silu"),
       await weights.tensor(backend, `${prefix}.input_layernorm.weight`, [config.hiddenSize]),
       await weights.tensor(backend, `${prefix}.post_attention_layernorm.weight`, [config.hiddenSize]),
       config.rmsNormEps,
