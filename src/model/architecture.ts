@@ -233,3 +233,28 @@ export class GatedMlp {
     for (const linear of [this.gateProj, this.upProj, this.downProj]) linear.dispose(backend);
   }
 }
+
+/**
+ * The end of every forward here: the residual stream `x` (consumed) through the blocks in order, then
+ * only the rows whose logits are wanted through the final RMSNorm and the LM head.
+ */
+export function runBlocksAndHead<Step>(
+  backend: Backend,
+  x: Tensor,
+  blocks: readonly { forward(backend: Backend, x: Tensor, step: Step): Tensor }[],
+  step: Step,
+  head: { logitRows: Tensor; norm: Tensor; eps: number; lmHead: Matrix },
+): Tensor {
+  for (const block of blocks) {
+    const next = block.forward(backend, x, step);
+    backend.free(x);
+    x = next;
+  }
+  const rows = backend.embedding(x, head.logitRows);
+  backend.free(x);
+  const normed = backend.rmsNorm(rows, head.norm, head.eps);
+  backend.free(rows);
+  const logits = backend.matmul(normed, head.lmHead);
+  backend.free(normed);
+  return logits;
+}

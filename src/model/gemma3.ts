@@ -20,6 +20,7 @@ import {
   freeBatch,
   freeMatrix,
   ropeOptions,
+  runBlocksAndHead,
   uploadBatch,
   type ForwardBatch,
   type KvGeometry,
@@ -212,20 +213,14 @@ export class Gemma3Model implements LanguageModel {
     try {
       const step: StepContext = { positions: inputs.positions, slots: inputs.slots, cache, attention };
       const embedded = backend.embedding(this.embedTokens, inputs.tokens);
-      let x = backend.scale(embedded, this.embeddingScale);
+      const x = backend.scale(embedded, this.embeddingScale);
       backend.free(embedded);
-      for (const block of this.blocks) {
-        const next = block.forward(backend, x, step);
-        backend.free(x);
-        x = next;
-      }
-      const rows = backend.embedding(x, inputs.logitRows);
-      backend.free(x);
-      const normed = backend.rmsNorm(rows, this.norm, this.config.rmsNormEps);
-      backend.free(rows);
-      const logits = backend.matmul(normed, this.lmHead ?? this.embedTokens);
-      backend.free(normed);
-      return logits;
+      return runBlocksAndHead(backend, x, this.blocks, step, {
+        logitRows: inputs.logitRows,
+        norm: this.norm,
+        eps: this.config.rmsNormEps,
+        lmHead: this.lmHead ?? this.embedTokens,
+      });
     } finally {
       attention.dispose();
       freeBatch(backend, inputs);

@@ -19,6 +19,7 @@ import {
   freeBatch,
   freeMatrix,
   ropeOptions,
+  runBlocksAndHead,
   uploadBatch,
   type ForwardBatch,
   type KvGeometry,
@@ -184,20 +185,12 @@ export class LlamaModel implements LanguageModel {
     const attention = backend.prepareAttention(batch.sequences);
     try {
       const step: StepContext = { positions: inputs.positions, slots: inputs.slots, cache, attention, rope: this.rope };
-      let x = backend.embedding(this.embedTokens, inputs.tokens);
-      for (const block of this.blocks) {
-        const next = block.forward(backend, x, step);
-        backend.free(x);
-        x = next;
-      }
-      // Only the rows whose logits are wanted go through the final norm and the LM head.
-      const rows = backend.embedding(x, inputs.logitRows);
-      backend.free(x);
-      const normed = backend.rmsNorm(rows, this.norm, this.config.rmsNormEps);
-      backend.free(rows);
-      const logits = backend.matmul(normed, this.lmHead ?? this.embedTokens);
-      backend.free(normed);
-      return logits;
+      return runBlocksAndHead(backend, backend.embedding(this.embedTokens, inputs.tokens), this.blocks, step, {
+        logitRows: inputs.logitRows,
+        norm: this.norm,
+        eps: this.config.rmsNormEps,
+        lmHead: this.lmHead ?? this.embedTokens,
+      });
     } finally {
       attention.dispose();
       freeBatch(backend, inputs);
