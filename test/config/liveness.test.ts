@@ -10,18 +10,8 @@ import { SETTING_KEYS, type SettingKey } from "../../src/config/settings.js";
 import { REPO_ROOT } from "../support/cli.js";
 
 const NOT_YET_READ: Partial<Record<SettingKey, string>> = {
-  mlxCacheBudgetMb: "[agent-memory] hot-tier byte budget",
-  mlxMaxBatchSize: "[engine] continuous batching",
-  mlxPrefillStepSize: "[engine] chunked prefill",
-  mlxKvBits: "[agent-memory] quantized KV",
-  mlxKvGroupSize: "[agent-memory] quantized KV",
-  mlxMaxContextLength: "[engine] context-length check",
-  mlxDefaultMaxTokens: "[engine]/[protocols] default max_tokens",
-  mlxDefaultTemperature: "[engine] sampler defaults",
-  agentMaxAgentsInMemory: "[agent-memory] hot tier",
-  agentCacheDir: "[agent-memory] warm tier",
-  agentLruEvictionEnabled: "[agent-memory] eviction",
-  agentEvictToDisk: "[agent-memory] warm tier",
+  mlxDefaultMaxTokens: "[protocols] default max_tokens",
+  mlxDefaultTemperature: "[protocols] sampler defaults",
 };
 
 function sourceFiles(dir: string): string[] {

@@ -217,6 +217,9 @@ describe("agent-memory serve with a broken model", () => {
     expect(status.model.loaded).toBe(true);
     expect(status.memory.weights_bytes).toBeGreaterThan(0);
     expect(server.log()).toMatch(/model .* loaded in [\d.]+ s: llama/);
+    // The engine and agent memory come up behind it, sized by the settings (64 MiB of KV in tests).
+    expect(server.log()).toMatch(/engine: batch 8, prefill chunks of 512, context \d+ tokens, 64 MiB of KV blocks/);
+    expect(server.log()).toMatch(/agent memory: 0 agent\(s\) on disk/);
     server.child.kill("SIGTERM");
     expect((await server.exited).code).toBe(0);
   });

@@ -1,5 +1,10 @@
 import { describeConfig, loadConfig } from "../../config/load.js";
-import { createLogger } from "../../logging.js";
+import type { Config } from "../../config/settings.js";
+import { createLogger, type Logger } from "../../logging.js";
+import type { Metrics } from "../../metrics.js";
+import { Engine } from "../../engine/engine.js";
+import { AgentMemory } from "../../memory/agent-memory.js";
+import { fingerprintModel } from "../../memory/persistence.js";
 import { openModel, type OpenedModel } from "../../model/open.js";
 import { startServer } from "../../server/serve.js";
 import { VERSION } from "../../version.js";
@@ -31,12 +36,18 @@ export async function runServe(args: string[]): Promise<number> {
   // Listen first, so orchestrators see the server come up and /health/ready answer 503 "loading"
   // while the weights stream in; then load, and only then report ready.
   let model: OpenedModel | null = null;
+  let memory: AgentMemory | null = null;
+  let engine: Engine | null = null;
   const server = await startServer({
     loaded,
     logger,
     status: {
       backend: () => ({ requested: config.backend, active: model?.backend.name ?? null }),
       model: () => ({ id: config.mlxModelId, loaded: model !== null }),
+      agents: () => {
+        const stats = memory?.stats();
+        return { hot: stats?.hotAgents ?? 0, warm: stats?.warmAgents ?? 0 };
+      },
       memoryBytes: () => {
         const report = model?.backend.memory();
         return { weights: report?.weightsBytes ?? 0, kvCache: report?.kvCacheBytes ?? 0 };
@@ -59,8 +70,10 @@ export async function runServe(args: string[]): Promise<number> {
       logger.info(`${signal} received: shutting down`);
       void server.stop().then(({ cancelled, failedHooks }) => {
         logger.info(`stopped (${cancelled} request(s) cancelled, ${failedHooks} flush hook(s) failed)`);
-        model?.model.dispose();
-        model?.backend.dispose();
+        void (engine?.dispose() ?? Promise.resolve()).finally(() => {
+          model?.model.dispose();
+          model?.backend.dispose();
+        });
         resolve(failedHooks > 0 ? 1 : 0);
       });
     };
@@ -70,6 +83,7 @@ export async function runServe(args: string[]): Promise<number> {
 
   try {
     model = await openModel({ model: config.mlxModelId, backend: config.backend, logger });
+    ({ engine, memory } = await startEngine(model, config, logger, server.metrics));
   } catch (error) {
     if (stopping) return stopped;
     logger.error(describeLoadFailure(error));
@@ -78,12 +92,79 @@ export async function runServe(args: string[]): Promise<number> {
   }
   if (stopping) return stopped;
   const opened = model;
+  const agentMemory = memory;
   server.lifecycle.watchHealth(() => opened.backend.failure);
+  // After in-flight requests end: every agent changed since it was last written goes to disk.
+  server.lifecycle.onFlush("persist agent memory", () => agentMemory.flush());
   // The engine and the protocols that answer /v1/* come with the next milestones.
   logger.warning("no generation engine in this build yet: only /health, /status and /metrics answer");
   server.lifecycle.markReady();
   logger.info(`ready: ${config.mlxModelId} on ${opened.backend.name}`);
   return stopped;
+}
+
+/**
+ * The engine over the loaded model and the agent memory behind it; the warm index is rebuilt from
+ * SEMANTIC_AGENT_CACHE_DIR before the server reports ready.
+ */
+async function startEngine(
+  model: OpenedModel,
+  config: Config,
+  logger: Logger,
+  metrics: Metrics,
+): Promise<{ engine: Engine; memory: AgentMemory }> {
+  const fingerprints = await fingerprintModel(model.directory);
+  const memory = new AgentMemory({
+    maxAgentsInMemory: config.agentMaxAgentsInMemory,
+    lruEvictionEnabled: config.agentLruEvictionEnabled,
+    warm: config.agentEvictToDisk
+      ? {
+          directory: config.agentCacheDir,
+          modelId: model.id,
+          weightsFingerprint: fingerprints.weights,
+          tokenizerFingerprint: fingerprints.tokenizer,
+          backend: model.backend.name,
+        }
+      : null,
+    logger: logger.child("memory"),
+    metrics,
+  });
+  const engine = new Engine(
+    model.backend,
+    model.model,
+    model.tokenizer,
+    {
+      maxBatchSize: config.mlxMaxBatchSize,
+      prefillStepSize: config.mlxPrefillStepSize,
+      maxContextLength: config.mlxMaxContextLength,
+      kvBudgetBytes: config.mlxCacheBudgetMb * 2 ** 20,
+      kvStorage:
+        config.mlxKvBits === null
+          ? { kind: "float", dtype: "f16" }
+          : { kind: "quantized", bits: config.mlxKvBits, groupSize: kvGroupSize(config.mlxKvGroupSize) },
+    },
+    memory,
+  );
+  await memory.start();
+  logger.info(
+    `engine: batch ${config.mlxMaxBatchSize}, prefill chunks of ${config.mlxPrefillStepSize}, context ${engine.contextLimit} tokens, ` +
+      `${(engine.kvBytes / 2 ** 20).toFixed(0)} MiB of KV blocks`,
+  );
+  return { engine, memory };
+}
+
+/** Quantized KV storage groups 64 values (the layout both backends implement). */
+function kvGroupSize(groupSize: number): 64 {
+  if (groupSize !== 64) {
+    throw new KvSettingError(
+      `SEMANTIC_MLX_KV_GROUP_SIZE=${groupSize}: quantized KV storage supports group size 64; set it to 64 or SEMANTIC_MLX_KV_BITS=none`,
+    );
+  }
+  return 64;
+}
+
+class KvSettingError extends Error {
+  override name = "KvSettingError";
 }
 
 /** Load failures we anticipate are one line naming the file or field; anything else keeps its stack. */
@@ -97,7 +178,10 @@ function describeLoadFailure(error: unknown): string {
     "UnsupportedOpError",
     "TokenizerConfigError",
     "ChatTemplateError",
+    "KvSettingError",
   ];
-  if (error instanceof Error && expected.includes(error.name)) return `cannot load the model: ${error.message}`;
+  if (error instanceof Error && (expected.includes(error.name) || /^(SEMANTIC_|KV cache:)/.test(error.message))) {
+    return `cannot load the model: ${error.message}`;
+  }
   return `cannot load the model: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`;
 }
