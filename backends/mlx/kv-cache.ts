@@ -7,6 +7,7 @@
 import type { AttentionSequence, KvCache, KvCacheSpec, PreparedAttentionBatch, Tensor } from "../contract.js";
 import type { Handle, MlxAddon } from "./addon.js";
 import { describeShape, type MlxTensor } from "./tensor.js";
+import { checkBlockTables, checkKvBlock, checkKvLayer } from "../kv-checks.js";
 
 const STORAGE_CODES = { f32: 0, f16: 1, quantized: 2 } as const;
 
@@ -135,15 +136,11 @@ export class MlxKvCache implements KvCache {
   }
 
   private requireLayer(operation: string, layer: number): void {
-    if (!Number.isInteger(layer) || layer < 0 || layer >= this.spec.layers) {
-      throw new Error(`KV cache ${operation}: layer ${layer} is outside 0…${this.spec.layers - 1}`);
-    }
+    checkKvLayer(this.spec, operation, layer);
   }
 
   private requireBlock(operation: string, block: number): void {
-    if (!Number.isInteger(block) || block < 0 || block >= this.spec.blockCount) {
-      throw new Error(`KV cache ${operation}: block ${block} is outside 0…${this.spec.blockCount - 1}`);
-    }
+    checkKvBlock(this.spec, operation, block);
   }
 }
 
@@ -206,18 +203,7 @@ export class MlxAttentionBatch implements PreparedAttentionBatch {
   /** Every block a sequence's context needs is in its table and inside the cache. */
   checkBlockTables(cache: MlxKvCache): void {
     if (this.checkedCaches.has(cache)) return;
-    const { blockSize, blockCount } = cache.spec;
-    for (const sequence of this.sequences) {
-      const needed = Math.ceil(sequence.contextLength / blockSize);
-      if (sequence.blockTable.length < needed) {
-        throw new Error(
-          `attention: a sequence of ${sequence.contextLength} tokens needs ${needed} blocks of ${blockSize}, its table has ${sequence.blockTable.length}`,
-        );
-      }
-      const outside = sequence.blockTable.slice(0, needed).find((block) => block >= blockCount);
-      if (outside !== undefined)
-        throw new Error(`attention: block ${outside} is outside the cache's ${blockCount} blocks`);
-    }
+    checkBlockTables(this.sequences, cache.spec);
     this.checkedCaches.add(cache);
   }
 }

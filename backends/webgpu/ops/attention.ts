@@ -20,6 +20,7 @@ import type {
 import { Params, type Dispatch, type GpuRuntime, type GpuTensor } from "../runtime.js";
 import { describeShape } from "./grid.js";
 import { WebGpuKvCache, kernelConstants, type KvLayout } from "./kv-cache.js";
+import { checkBlockTables } from "../../kv-checks.js";
 
 export const IMPLEMENTED_OPS: OpName[] = ["attention", "kv_cache_float", "kv_cache_quantized"];
 
@@ -270,7 +271,10 @@ export function planAttention(
       `attention: slidingWindow must be a positive integer or null, got ${String(options.slidingWindow)}`,
     );
   }
-  checkBlockTables(batch, cache);
+  if (!batch.checkedCaches.has(cache)) {
+    checkBlockTables(batch.sequences, cache.spec);
+    batch.checkedCaches.add(cache);
+  }
   const out = runtime.allocate([tokens, qHeads, headDim], "f32");
   if (tokens === 0) return { dispatches: [], out, partials: runtime.allocate([1], "f32"), partitions: 0 };
 
@@ -336,22 +340,4 @@ export function planAttention(
     });
   }
   return { dispatches, out, partials, partitions: partitions.count };
-}
-
-/** Every block a sequence's context needs is in its table and inside the cache. */
-function checkBlockTables(batch: GpuAttentionBatch, cache: WebGpuKvCache): void {
-  if (batch.checkedCaches.has(cache)) return;
-  const { blockSize, blockCount } = cache.spec;
-  for (const sequence of batch.sequences) {
-    const needed = Math.ceil(sequence.contextLength / blockSize);
-    if (sequence.blockTable.length < needed) {
-      throw new Error(
-        `attention: a sequence of ${sequence.contextLength} tokens needs ${needed} blocks of ${blockSize}, its table has ${sequence.blockTable.length}`,
-      );
-    }
-    const outside = sequence.blockTable.slice(0, needed).find((block) => block >= blockCount);
-    if (outside !== undefined)
-      throw new Error(`attention: block ${outside} is outside the cache's ${blockCount} blocks`);
-  }
-  batch.checkedCaches.add(cache);
 }

@@ -8,6 +8,7 @@
 import type { KvCache, KvCacheSpec, Tensor } from "../../contract.js";
 import { GpuTensor, Params, type GpuRuntime } from "../runtime.js";
 import { describeShape, grid1d } from "./grid.js";
+import { checkKvBlock, checkKvLayer } from "../../kv-checks.js";
 
 /** Word layout of one layer's key (or value) buffer; kv_cache_write.wgsl's header draws it. */
 export interface KvLayout {
@@ -232,15 +233,11 @@ export class WebGpuKvCache implements KvCache {
   }
 
   private requireLayer(operation: string, layer: number): void {
-    if (!Number.isInteger(layer) || layer < 0 || layer >= this.spec.layers) {
-      throw new Error(`KV cache ${operation}: layer ${layer} is outside 0…${this.spec.layers - 1}`);
-    }
+    checkKvLayer(this.spec, operation, layer);
   }
 
   private requireBlock(operation: string, block: number): void {
-    if (!Number.isInteger(block) || block < 0 || block >= this.spec.blockCount) {
-      throw new Error(`KV cache ${operation}: block ${block} is outside 0…${this.spec.blockCount - 1}`);
-    }
+    checkKvBlock(this.spec, operation, block);
   }
 }
 

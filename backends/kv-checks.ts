@@ -1,0 +1,33 @@
+/**
+ * Argument checks every backend's KV store and attention make the same way, with the same words:
+ * written once here so the backends cannot drift apart (conformance compares their messages too).
+ */
+import type { AttentionSequence, KvCacheSpec } from "./contract.js";
+
+export function checkKvLayer(spec: KvCacheSpec, operation: string, layer: number): void {
+  if (!Number.isInteger(layer) || layer < 0 || layer >= spec.layers) {
+    throw new Error(`KV cache ${operation}: layer ${layer} is outside 0…${spec.layers - 1}`);
+  }
+}
+
+export function checkKvBlock(spec: KvCacheSpec, operation: string, block: number): void {
+  if (!Number.isInteger(block) || block < 0 || block >= spec.blockCount) {
+    throw new Error(`KV cache ${operation}: block ${block} is outside 0…${spec.blockCount - 1}`);
+  }
+}
+
+/** Every block a sequence's context needs is in its table and inside the cache. */
+export function checkBlockTables(sequences: readonly AttentionSequence[], spec: KvCacheSpec): void {
+  const { blockSize, blockCount } = spec;
+  for (const sequence of sequences) {
+    const needed = Math.ceil(sequence.contextLength / blockSize);
+    if (sequence.blockTable.length < needed) {
+      throw new Error(
+        `attention: a sequence of ${sequence.contextLength} tokens needs ${needed} blocks of ${blockSize}, its table has ${sequence.blockTable.length}`,
+      );
+    }
+    const outside = sequence.blockTable.slice(0, needed).find((block) => block >= blockCount);
+    if (outside !== undefined)
+      throw new Error(`attention: block ${outside} is outside the cache's ${blockCount} blocks`);
+  }
+}
