@@ -25,7 +25,6 @@ import { DTYPE_CODES, OP_CODES, loadAddon, type Handle, type MlxAddon } from "./
 import {
   MAX_TOP_K,
   checkAttention,
-  checkRope,
   describeWeight,
   requireCopyable,
   requireF32,
@@ -36,6 +35,7 @@ import { MlxAttentionBatch, MlxKvCache } from "./kv-cache.js";
 import { memoryReport, type MlxMemoryLimits, type MlxMemoryReport } from "./memory.js";
 import { RopeRates } from "./rope.js";
 import { MlxTensor, TensorLifetimes, describeShape, sizeOf } from "./tensor.js";
+import { checkRope } from "../op-checks.js";
 
 export { memoryLimitsFromBudget, type MlxMemoryLimits, type MlxMemoryReport } from "./memory.js";
 

@@ -3,7 +3,7 @@
  * caller's mistake is a synchronous error naming the op and the shapes (the same wording as the
  * WebGPU backend), never a failed array found later on the compute thread.
  */
-import { isQuantized, type AttentionOptions, type KvCacheSpec, type Matrix, type RopeOptions } from "../contract.js";
+import { isQuantized, type AttentionOptions, type KvCacheSpec, type Matrix } from "../contract.js";
 import { describeShape, sizeOf, type MlxTensor } from "./tensor.js";
 
 export const MAX_TOP_K = 256;
@@ -72,28 +72,6 @@ export function describeWeight(
   expectShape(op, "scales", scales, [rows, cols / groupSize], ["f32", "f16", "bf16"]);
   expectShape(op, "biases", biases, [rows, cols / groupSize], [scales.dtype]);
   return { rows, cols, label: `q${bits} g${groupSize} ${scales.dtype}-scales` };
-}
-
-export function checkRope(x: MlxTensor, positions: MlxTensor, options: RopeOptions): void {
-  const where = `rope: x ${describeShape(x.shape)}`;
-  if (x.dtype !== "f32" || x.shape.length !== 3)
-    throw new Error(`${where} ${x.dtype}: expects f32 [tokens, heads, headDim]`);
-  const [tokens, , headDim] = x.shape as [number, number, number];
-  if (positions.dtype !== "i32" || positions.shape.length !== 1 || positions.shape[0] !== tokens) {
-    throw new Error(
-      `${where}: positions must be i32 [${tokens}], got ${positions.dtype} ${describeShape(positions.shape)}`,
-    );
-  }
-  const { dims, base, scale, inverseFrequencies } = options;
-  if (!Number.isInteger(dims) || dims <= 0 || dims % 2 !== 0 || dims > headDim) {
-    throw new Error(`${where}: dims must be even and in [2, ${headDim}], got ${dims}`);
-  }
-  if (inverseFrequencies && inverseFrequencies.length !== dims / 2) {
-    throw new Error(`${where}: ${inverseFrequencies.length} inverse frequencies for ${dims / 2} rotated pairs`);
-  }
-  if (!inverseFrequencies && !(base > 0 && Number.isFinite(base)))
-    throw new Error(`${where}: base must be > 0, got ${base}`);
-  if (!Number.isFinite(scale)) throw new Error(`${where}: scale must be finite, got ${scale}`);
 }
 
 /** A numpy-style axis (negative counts from the end) as an index into the shape. */

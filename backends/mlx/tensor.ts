@@ -5,6 +5,7 @@
  */
 import type { DType, Tensor } from "../contract.js";
 import type { Handle, MlxAddon } from "./addon.js";
+export { describeShape, sizeOf } from "../op-checks.js";
 
 export class MlxTensor implements Tensor {
   freed = false;
@@ -15,14 +16,6 @@ export class MlxTensor implements Tensor {
     /** Bytes counted as weights while this tensor lives; 0 for activations. */
     readonly weightBytes: number,
   ) {}
-}
-
-export function describeShape(shape: readonly number[]): string {
-  return `[${shape.join(", ")}]`;
-}
-
-export function sizeOf(shape: readonly number[]): number {
-  return shape.reduce((product, dim) => product * dim, 1);
 }
 
 /**

@@ -1,5 +1,8 @@
 /** Shape helpers shared by the op modules, and workgroup grids for 1-D work larger than one dimension allows. */
 import type { GpuTensor } from "../runtime.js";
+import { describeShape, sizeOf } from "../../op-checks.js";
+
+export { describeShape, sizeOf };
 
 /** Activations are f32 by contract; anything else is a caller's mistake worth naming. */
 export function requireF32(op: string, ...tensors: GpuTensor[]): void {
@@ -24,12 +27,4 @@ export function grid1d(items: number, itemsPerWorkgroup: number, maxPerDimension
   const groups = Math.max(1, Math.ceil(items / itemsPerWorkgroup));
   if (groups <= maxPerDimension) return [groups, 1];
   return [maxPerDimension, Math.ceil(groups / maxPerDimension)];
-}
-
-export function sizeOf(shape: readonly number[]): number {
-  return shape.reduce((product, dim) => product * dim, 1);
-}
-
-export function describeShape(shape: readonly number[]): string {
-  return `[${shape.join(", ")}]`;
 }

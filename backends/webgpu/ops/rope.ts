@@ -1,7 +1,8 @@
 /** Rotary position embedding (kernels/rope.wgsl). */
 import type { OpName, RopeOptions } from "../../contract.js";
 import { Params, type GpuRuntime, type GpuTensor } from "../runtime.js";
-import { describeShape, grid1d, sizeOf } from "./grid.js";
+import { grid1d, sizeOf } from "./grid.js";
+import { checkRope } from "../../op-checks.js";
 
 export const IMPLEMENTED_OPS: OpName[] = ["rope"];
 
@@ -54,32 +55,9 @@ function turnTable(runtime: GpuRuntime, options: RopeOptions): GpuTensor {
   return table;
 }
 
-function validate(x: GpuTensor, positions: GpuTensor, options: RopeOptions): void {
-  const where = `rope: x ${describeShape(x.shape)}`;
-  if (x.dtype !== "f32" || x.shape.length !== 3) {
-    throw new Error(`${where} ${x.dtype}: expects f32 [tokens, heads, headDim]`);
-  }
-  const [tokens, , headDim] = x.shape as [number, number, number];
-  if (positions.dtype !== "i32" || positions.shape.length !== 1 || positions.shape[0] !== tokens) {
-    throw new Error(
-      `${where}: positions must be i32 [${tokens}], got ${positions.dtype} ${describeShape(positions.shape)}`,
-    );
-  }
-  const { dims, base, scale, inverseFrequencies } = options;
-  if (!Number.isInteger(dims) || dims <= 0 || dims % 2 !== 0 || dims > headDim) {
-    throw new Error(`${where}: dims must be even and in [2, ${headDim}], got ${dims}`);
-  }
-  if (inverseFrequencies && inverseFrequencies.length !== dims / 2) {
-    throw new Error(`${where}: ${inverseFrequencies.length} inverse frequencies for ${dims / 2} rotated pairs`);
-  }
-  if (!inverseFrequencies && !(base > 0 && Number.isFinite(base)))
-    throw new Error(`${where}: base must be > 0, got ${base}`);
-  if (!Number.isFinite(scale)) throw new Error(`${where}: scale must be finite, got ${scale}`);
-}
-
 /** Rotate x [tokens, heads, headDim] by the i32 positions [tokens] of its tokens. */
 export function rope(runtime: GpuRuntime, x: GpuTensor, positions: GpuTensor, options: RopeOptions): GpuTensor {
-  validate(x, positions, options);
+  checkRope(x, positions, options);
   const [, heads, headDim] = x.shape as [number, number, number];
   const halfDims = options.dims / 2;
   const itemsPerHead = headDim - halfDims;
