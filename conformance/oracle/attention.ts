@@ -88,10 +88,13 @@ export function quantizeAffine(x: ArrayLike<number>, bits: 4 | 8, groupSize = 64
     let low = Infinity;
     let high = -Infinity;
     for (let i = start; i < start + groupSize; i++) [low, high] = [Math.min(low, x[i]!), Math.max(high, x[i]!)];
-    const scale = roundToHalf(Math.fround((high - low) / top));
+    const scale = roundToHalf(Math.fround(Math.fround(high - low) / top));
     const bias = roundToHalf(low);
     for (let i = start; i < start + groupSize; i++) {
-      const level = scale > 0 ? Math.min(top, Math.max(0, roundHalfToEven((x[i]! - bias) / scale))) : 0;
+      // The level is chosen in float32, as the contract's storage rule (and both backends) compute it:
+      // in float64 a value near a rounding tie can land one level away.
+      const quotient = Math.fround(Math.fround(Math.fround(x[i]!) - bias) / scale);
+      const level = scale > 0 ? Math.min(top, Math.max(0, roundHalfToEven(quotient))) : 0;
       out[i] = scale * level + bias;
     }
   }
