@@ -47,7 +47,8 @@ async function ttft(events: AsyncIterable<GenerationEvent>): Promise<{ ms: numbe
   const tokens: number[] = [];
   for await (const event of events) {
     if (event.type === "delta") tokens.push(...event.tokenIds);
-    else return { ms: event.timings.timeToFirstTokenMs, cached: event.usage.cachedTokens, tokens };
+    else if (event.type === "done")
+      return { ms: event.timings.timeToFirstTokenMs, cached: event.usage.cachedTokens, tokens };
   }
   throw new Error("no done event");
 }

@@ -70,7 +70,7 @@ async function drain(events: AsyncIterable<GenerationEvent>, onFirstToken?: () =
     if (event.type === "delta") {
       if (tokenTimes.length === 0 && event.tokenIds.length > 0) onFirstToken?.();
       for (let i = 0; i < event.tokenIds.length; i++) tokenTimes.push(performance.now());
-    } else return { done: event, tokenTimes, submittedAt };
+    } else if (event.type === "done") return { done: event, tokenTimes, submittedAt };
   }
   throw new Error("stream ended without done");
 }

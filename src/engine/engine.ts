@@ -126,6 +126,7 @@ export class Engine {
       this.preparing.add(sequence);
       void this.prepare(sequence);
     } else {
+      channel.push({ type: "prompt", promptTokens: length, cachedTokens: 0 });
       this.waiting.push(sequence);
       this.kick();
     }
@@ -145,6 +146,11 @@ export class Engine {
       this.preparing.delete(sequence);
     }
     if (sequence.phase === "finished") return;
+    sequence.events.push({
+      type: "prompt",
+      promptTokens: sequence.request.promptTokens.length,
+      cachedTokens: sequence.cachedTokens,
+    });
     this.waiting.push(sequence);
     this.kick();
   }

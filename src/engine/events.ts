@@ -50,6 +50,16 @@ export interface Timings {
 
 export type GenerationEvent =
   | {
+      /**
+       * First, once the cached prefix is known (before prefill starts): protocols that report usage
+       * up front (Anthropic's message_start) read it here.
+       */
+      type: "prompt";
+      promptTokens: number;
+      /** Prompt tokens whose KV came from memory; only the rest is prefilled. */
+      cachedTokens: number;
+    }
+  | {
       type: "delta";
       /** New text, whole UTF-8 characters only; may be empty while text is held back (a possible stop string). */
       text: string;

@@ -38,7 +38,7 @@ async function collect(events: AsyncIterable<GenerationEvent>): Promise<Outcome>
       text += event.text;
       tokens.push(...event.tokenIds);
       deltaTimes.push(performance.now());
-    } else {
+    } else if (event.type === "done") {
       return { text, tokens, done: event, deltaTimes };
     }
   }

@@ -31,7 +31,7 @@ async function collect(events: AsyncIterable<GenerationEvent>): Promise<Turn> {
   const tokens: number[] = [];
   for await (const event of events) {
     if (event.type === "delta") tokens.push(...event.tokenIds);
-    else return { tokens, cached: event.usage.cachedTokens };
+    else if (event.type === "done") return { tokens, cached: event.usage.cachedTokens };
   }
   throw new Error("no done event");
 }

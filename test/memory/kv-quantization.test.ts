@@ -113,7 +113,7 @@ describe("quantized KV cache", () => {
         withMemory ? { ...request, memory: { agentId: "q8", tenant: "t" } } : request,
       )) {
         if (event.type === "delta") tokens.push(...event.tokenIds);
-        else cached = event.usage.cachedTokens;
+        else if (event.type === "done") cached = event.usage.cachedTokens;
       }
       return { tokens, cached };
     };
