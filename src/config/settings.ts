@@ -85,6 +85,13 @@ export const SETTINGS = {
     description: "On SIGINT/SIGTERM, seconds to let in-flight requests finish before they are cancelled.",
     value: decimal(0, 3600),
   }),
+  serverMaxQueuedRequests: setting({
+    env: "SEMANTIC_SERVER_MAX_QUEUED_REQUESTS",
+    default: "256",
+    description:
+      "Generation requests allowed to wait for the engine; beyond it new ones get 529/503 overloaded with Retry-After. 0: no limit.",
+    value: integer(0, 1_000_000),
+  }),
   apiKeys: setting({
     env: "SEMANTIC_API_KEY",
     flag: "api-key",
@@ -114,6 +121,13 @@ export const SETTINGS = {
     default: "mlx-community/gemma-3-12b-it-4bit",
     description: "Model to serve: a Hugging Face repo id or a local directory.",
     value: text(),
+  }),
+  modelAliases: setting({
+    env: "SEMANTIC_MODEL_ALIASES",
+    default: "",
+    description:
+      "More model names for /v1/models to list, comma-separated (any requested name is served by the loaded model and echoed back).",
+    value: list(),
   }),
   mlxCacheBudgetMb: setting({
     env: "SEMANTIC_MLX_CACHE_BUDGET_MB",

@@ -20,7 +20,7 @@ import type { FinishReason } from "../engine/events.js";
 import type { KvMemory, MemoryScope, PrefixReuse } from "../engine/kv-memory.js";
 import type { Logger } from "../logging.js";
 import type { Metrics } from "../metrics.js";
-import { AgentStore, type WarmEntry } from "./persistence.js";
+import { AgentStore, validateAgentId, type WarmEntry } from "./persistence.js";
 import { blockHashes, SharedBlockIndex } from "./prefix-index.js";
 
 /** Where the warm tier lives and what its files must match (the KV geometry comes from the cache). */
@@ -234,6 +234,27 @@ export class AgentMemory implements KvMemory {
       for (const agent of this.hot.values()) if (agent.dirty) await this.save(agent);
     }
     await Promise.all(this.pendingSaves);
+  }
+
+  /**
+   * Register an agent before its first request (the Agent API's create); false when it already exists
+   * in either tier. It holds no KV until it is used, and is kept (on disk too) like any other.
+   */
+  create(tenant: string, agentId: string): boolean {
+    validateAgentId(agentId);
+    if (this.get(tenant, agentId) !== null || this.reloading.has(key(tenant, agentId))) return false;
+    this.hot.set(key(tenant, agentId), {
+      tenant,
+      agentId,
+      kvSequence: this.paging.create(),
+      tokens: [],
+      lastUsed: Date.now(),
+      inUse: 0,
+      dirty: true,
+    });
+    this.enforceAgentLimit();
+    this.updateGauges();
+    return true;
   }
 
   list(tenant: string): AgentInfo[] {

@@ -8,6 +8,7 @@ export type ProblemKind =
   | "authentication"
   | "permission"
   | "not_found"
+  | "conflict"
   | "request_too_large"
   | "rate_limit"
   | "overloaded"
@@ -46,6 +47,7 @@ export const DEFAULT_STATUS: Record<ProblemKind, number> = {
   authentication: 401,
   permission: 403,
   not_found: 404,
+  conflict: 409,
   request_too_large: 413,
   rate_limit: 429,
   overloaded: 503,

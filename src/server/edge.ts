@@ -19,6 +19,11 @@ export interface RequestInfo {
   body: unknown;
   /** The agent (session) the request belongs to, if it named one. */
   agentId: string | null;
+  /**
+   * Whose caches the request may use: a fingerprint of its API key ("public" when the server has
+   * none), so KV blocks are never shared across keys.
+   */
+  tenant: string;
   /** Aborts when the client disconnects or shutdown's bound passes. */
   signal: AbortSignal;
 }
@@ -76,6 +81,7 @@ export function edgeMiddleware({ config, lifecycle }: EdgeOptions): Middleware {
       protocol: protocolForPath(pathname),
       body: undefined,
       agentId: null,
+      tenant: PUBLIC_TENANT,
       signal: facts.signal,
     };
     event.context.agentMemory = info;
@@ -94,7 +100,7 @@ export function edgeMiddleware({ config, lifecycle }: EdgeOptions): Middleware {
     }
 
     if (isAdminPath(pathname)) checkAdminKey(event, adminKeyDigest);
-    else if (!isProbe && apiKeyDigests.length > 0) checkApiKey(event, apiKeyDigests);
+    else if (!isProbe && apiKeyDigests.length > 0) info.tenant = tenantOf(checkApiKey(event, apiKeyDigests));
 
     if (METHODS_WITH_BODY.has(event.req.method)) info.body = await readJsonBody(event, maxBodyBytes);
 
@@ -143,12 +149,21 @@ function presentedApiKey(event: H3Event): string | null {
   return bearer?.[1]?.trim() ?? null;
 }
 
-function checkApiKey(event: H3Event, digests: Buffer[]): void {
+/** The key the request presented, once it is known to be one of the server's keys. */
+function checkApiKey(event: H3Event, digests: Buffer[]): string {
   const key = presentedApiKey(event);
   if (key === null) {
     throw new ApiError("authentication", "missing API key: send `x-api-key: KEY` or `Authorization: Bearer KEY`");
   }
   if (!matchesAny(key, digests)) throw new ApiError("authentication", "invalid API key");
+  return key;
+}
+
+const PUBLIC_TENANT = "public";
+
+/** A name for the key's tenant that does not reveal the key (it is written into cache files). */
+function tenantOf(key: string): string {
+  return `key-${createHash("sha256").update(`agent-memory tenant\0${key}`).digest("hex").slice(0, 32)}`;
 }
 
 function checkAdminKey(event: H3Event, adminKeyDigest: Buffer | null): void {

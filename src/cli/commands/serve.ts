@@ -6,6 +6,8 @@ import { Engine } from "../../engine/engine.js";
 import { AgentMemory } from "../../memory/agent-memory.js";
 import { fingerprintModel } from "../../memory/persistence.js";
 import { openModel, type OpenedModel } from "../../model/open.js";
+import { ChatRuntime, RuntimeSlot } from "../../protocols/runtime.js";
+import { mountProtocolRoutes } from "../../server/routes.js";
 import { startServer } from "../../server/serve.js";
 import { VERSION } from "../../version.js";
 import { parseCommandLine, settingFlagsHelp } from "../args.js";
@@ -38,9 +40,12 @@ export async function runServe(args: string[]): Promise<number> {
   let model: OpenedModel | null = null;
   let memory: AgentMemory | null = null;
   let engine: Engine | null = null;
+  // The protocol routes answer 503 "loading" (with Retry-After) until the runtime is in its slot.
+  const runtime = new RuntimeSlot();
   const server = await startServer({
     loaded,
     logger,
+    mount: (app) => mountProtocolRoutes(app, { runtime, modelAliases: config.modelAliases }),
     status: {
       backend: () => ({ requested: config.backend, active: model?.backend.name ?? null }),
       model: () => ({ id: config.mlxModelId, loaded: model !== null }),
@@ -96,8 +101,21 @@ export async function runServe(args: string[]): Promise<number> {
   server.lifecycle.watchHealth(() => opened.backend.failure);
   // After in-flight requests end: every agent changed since it was last written goes to disk.
   server.lifecycle.onFlush("persist agent memory", () => agentMemory.flush());
-  // The engine and the protocols that answer /v1/* come with the next milestones.
-  logger.warning("no generation engine in this build yet: only /health, /status and /metrics answer");
+  runtime.set(
+    new ChatRuntime({
+      modelId: opened.id,
+      tokenizer: opened.tokenizer,
+      engine: engine,
+      memory: agentMemory,
+      defaults: {
+        maxTokens: config.mlxDefaultMaxTokens,
+        temperature: config.mlxDefaultTemperature,
+        maxQueuedRequests: config.serverMaxQueuedRequests,
+      },
+      metrics: server.metrics,
+      logger: logger.child("protocols"),
+    }),
+  );
   server.lifecycle.markReady();
   logger.info(`ready: ${config.mlxModelId} on ${opened.backend.name}`);
   return stopped;
