@@ -66,5 +66,17 @@ if [ -r /etc/debian_version ] && ! { command -v cmake && command -v g++ && comma
   apt-get install -y -qq --no-install-recommends cmake g++ make >/dev/null
 fi
 
+# The Agent API test runs the README's curl examples with real curl.
+if [ -r /etc/debian_version ] && ! command -v curl >/dev/null 2>&1; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "setup: the tests run the README's curl examples; as root run this script again, or: apt-get install curl" >&2
+    exit 1
+  fi
+  echo "setup: installing curl (the README's examples are run by a test)"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends curl ca-certificates >/dev/null
+fi
+
 echo "setup: installing npm dependencies (npm ci)"
 npm ci --no-audit --no-fund
