@@ -1,13 +1,21 @@
 /**
- * Decode attention over the paged KV cache against the memory bandwidth it can hope for: a
- * saturating-read kernel (kernels/bench_read.wgsl) measured in the same run, then one query row per
- * sequence (decode) for batch 1 and 8 at 1K, 8K and 32K tokens of context, in a Llama-3-8B layer's
- * shape (32 q heads, 8 kv heads, headDim 128) with f16 KV storage and 16-token blocks, handed out
- * round-robin so block tables interleave as a busy server's do.
+ * Attention over the paged KV cache, two parts.
  *
- * GB/s counts the K and V bytes of the context read per call (batch · context · 8 · 128 · 2 B · 2);
- * "% read" compares with the read kernel. Calls cycle through copies of the batch (other blocks of the
- * same cache) that together exceed the GPU's L2 cache, so keys and values come from memory.
+ * Decode: against the memory bandwidth it can hope for, a saturating-read kernel
+ * (kernels/bench_read.wgsl) measured in the same run, then one query row per sequence for batch 1
+ * and 8 at 1K, 8K and 32K tokens of context, in a Llama-3-8B layer's shape (32 q heads, 8 kv heads,
+ * headDim 128) with f16 KV storage and 16-token blocks, handed out round-robin so block tables
+ * interleave as a busy server's do. GB/s counts the K and V bytes of the context read per call
+ * (batch · context · 8 · 128 · 2 B · 2); "% read" compares with the read kernel. Calls cycle through
+ * copies of the batch (other blocks of the same cache) that together exceed the GPU's L2 cache, so
+ * keys and values come from memory.
+ *
+ * Prefill: the prefill kernel (attention_prefill.wgsl) against the decode kernel (attention.wgsl) on
+ * the same rows in the same run: one sequence with 64 or 512 new query rows at the end of 1K, 8K and
+ * 32K tokens of context, and a whole 4K causal prompt, in the shapes of Llama-3-8B (headDim 128) and
+ * Llama-3.2-1B (32 q heads, 8 kv heads, headDim 64); then a sweep over 1–16 rows at 8K that sets
+ * PREFILL_MIN_ROWS. TFLOP/s counts 4·headDim flops per visible (query head, key) pair (q·k and p·v);
+ * "max diff" is the largest difference of the two kernels' outputs relative to the largest output.
  *
  * Timing (bench/lib/gpu-timing.ts): with timestamp-query, "µs/call" is the median of calls each alone
  * in a compute pass and "stream µs" the time per call of many back to back; without it, wall-clock.
@@ -15,7 +23,7 @@
  * Run from the repository root:
  *   npx tsc -p tsconfig.json --noEmit false --outDir dist && node dist/bench/attention.js [--quick] [--name=NAME]
  * --quick: small contexts and few iterations (for a CPU Vulkan such as lavapipe); --name: the device's
- * name in the output file. Writes bench/results/attention-<device>.json.
+ * name in the output file; --prefill / --decode: that part only. Writes bench/results/attention-<device>.json.
  */
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -68,28 +76,28 @@ function randomFloats(count: number): Float32Array {
   return values;
 }
 
-async function measureCase(
-  runtime: GpuRuntime,
-  timer: DispatchTimer,
-  batch: number,
-  context: number,
-  readGigabytesPerSecond: number,
-): Promise<Result> {
-  const { qHeads, kvHeads, headDim, blockSize } = SHAPE;
-  const kvBytesPerCall = batch * context * kvHeads * headDim * 2 * 2;
-  const copies = Math.max(1, Math.min(MAX_COPIES, Math.ceil(ROTATION_BYTES / kvBytesPerCall)));
+interface Shape {
+  qHeads: number;
+  kvHeads: number;
+  headDim: number;
+  blockSize: number;
+}
+
+/** A one-layer f16 cache holding `count` sequences of `context` tokens, blocks handed out round-robin. */
+async function fillCache(runtime: GpuRuntime, shape: Shape, count: number, context: number) {
+  const { kvHeads, headDim, blockSize } = shape;
   const blocksPerSequence = Math.ceil(context / blockSize);
   const spec: KvCacheSpec = {
     layers: 1,
     kvHeads,
     headDim,
     blockSize,
-    blockCount: copies * batch * blocksPerSequence,
+    blockCount: count * blocksPerSequence,
     storage: { kind: "float", dtype: "f16" },
   };
   const cache = new WebGpuKvCache(runtime, spec);
   const kv = new PagedKv(cache);
-  const sequences = Array.from({ length: copies * batch }, () => kv.create());
+  const sequences = Array.from({ length: count }, () => kv.create());
   const slots = sequences.map(() => [] as number[]);
   for (let block = 0; block < blocksPerSequence; block++) {
     sequences.forEach((sequence, i) =>
@@ -112,6 +120,20 @@ async function measureCase(
     await runtime.finish();
   }
   for (const tensor of [chunkKeys, ...slotTensors]) runtime.release(tensor);
+  return { cache, kv, sequences };
+}
+
+async function measureCase(
+  runtime: GpuRuntime,
+  timer: DispatchTimer,
+  batch: number,
+  context: number,
+  readGigabytesPerSecond: number,
+): Promise<Result> {
+  const { qHeads, kvHeads, headDim } = SHAPE;
+  const kvBytesPerCall = batch * context * kvHeads * headDim * 2 * 2;
+  const copies = Math.max(1, Math.min(MAX_COPIES, Math.ceil(ROTATION_BYTES / kvBytesPerCall)));
+  const { cache, kv, sequences } = await fillCache(runtime, SHAPE, copies * batch, context);
 
   const q = runtime.allocate([batch, qHeads, headDim], "f32", "weights");
   runtime.upload(q, randomFloats(batch * qHeads * headDim));
@@ -174,6 +196,155 @@ function printTable(results: Result[]): void {
   );
 }
 
+/** Llama-3.2-1B's attention: the model of the agent-memory and engine benchmarks. */
+const SMALL_SHAPE: Shape = { qHeads: 32, kvHeads: 8, headDim: 64, blockSize: 16 };
+const PREFILL_CASES: { rows: number; context: number }[] = quick
+  ? [
+      { rows: 16, context: 256 },
+      { rows: 64, context: 64 },
+    ]
+  : [
+      ...[1024, 8192, 32768].flatMap((context) => [64, 512].map((rows) => ({ rows, context }))),
+      { rows: 4096, context: 4096 },
+    ];
+const SWEEP_ROWS = quick ? [1, 4] : [1, 2, 3, 4, 8, 16];
+const SWEEP_CONTEXT = quick ? 256 : 8192;
+/** Timed work per measurement: iterations are fitted to a first call's time. */
+const PREFILL_TARGET_MICROS = quick ? 0 : 300_000;
+
+interface KernelTiming {
+  micros: number;
+  streamMicros: number;
+  teraflops: number;
+}
+
+interface PrefillResult {
+  headDim: number;
+  rows: number;
+  context: number;
+  flops: number;
+  decodeKernel: KernelTiming;
+  prefillKernel: KernelTiming;
+  speedup: number;
+  maxDifference: number;
+}
+
+/** Flops of one call: 4·headDim per visible (query head, key) pair, causal. */
+function prefillFlops(shape: Shape, rows: number, context: number): number {
+  let pairs = 0;
+  for (let row = 0; row < rows; row++) pairs += context - rows + row + 1;
+  return 4 * shape.headDim * shape.qHeads * pairs;
+}
+
+async function measurePrefill(
+  runtime: GpuRuntime,
+  timer: DispatchTimer,
+  shape: Shape,
+  filled: Awaited<ReturnType<typeof fillCache>>,
+  rows: number,
+  context: number,
+): Promise<PrefillResult> {
+  const { qHeads, headDim } = shape;
+  const { cache, kv, sequences } = filled;
+  const q = runtime.allocate([rows, qHeads, headDim], "f32", "weights");
+  runtime.upload(q, randomFloats(rows * qHeads * headDim));
+  const options = { scale: 1 / Math.sqrt(headDim), slidingWindow: null };
+  const flops = prefillFlops(shape, rows, context);
+  const sequence = {
+    queryStart: 0,
+    queryLength: rows,
+    contextLength: context,
+    blockTable: kv.blockTable(sequences[0]!),
+  };
+  const outputs: Float32Array[] = [];
+  const timings: KernelTiming[] = [];
+  for (const prefillMinRows of [Infinity, 1]) {
+    const prepared = prepareAttention(runtime, [sequence], prefillMinRows);
+    const plan = planAttention(runtime, q, cache, 0, prepared, options);
+    const first = await timer.time([plan.dispatches], 1);
+    const iterations = Math.max(2, Math.min(ITERATIONS, Math.round(PREFILL_TARGET_MICROS / callMicros(first))));
+    const timing = await timer.time([plan.dispatches], iterations, quick ? 0 : 50);
+    for (const work of plan.dispatches) runtime.dispatch(work);
+    outputs.push(new Float32Array(await runtime.readBytes(plan.out)));
+    for (const tensor of [plan.out, plan.partials]) runtime.release(tensor);
+    prepared.dispose();
+    const micros = callMicros(timing);
+    timings.push({ micros, streamMicros: timing.streamMicros, teraflops: flops / micros / 1e6 });
+  }
+  runtime.release(q);
+  await runtime.finish();
+  const [old, fresh] = outputs as [Float32Array, Float32Array];
+  let largest = 0;
+  let difference = 0;
+  for (let i = 0; i < old.length; i++) {
+    largest = Math.max(largest, Math.abs(old[i]!));
+    difference = Math.max(difference, Math.abs(old[i]! - fresh[i]!));
+  }
+  return {
+    headDim,
+    rows,
+    context,
+    flops,
+    decodeKernel: timings[0]!,
+    prefillKernel: timings[1]!,
+    speedup: timings[0]!.micros / timings[1]!.micros,
+    maxDifference: difference / largest,
+  };
+}
+
+function printPrefill(title: string, results: PrefillResult[]): void {
+  const header = [
+    "headDim",
+    "rows",
+    "context",
+    "GFLOP",
+    "decode µs",
+    "TFLOP/s",
+    "prefill µs",
+    "TFLOP/s",
+    "stream µs",
+    "×",
+    "max diff",
+  ];
+  const rows = results.map((r) => [
+    String(r.headDim),
+    String(r.rows),
+    String(r.context),
+    (r.flops / 1e9).toFixed(2),
+    r.decodeKernel.micros.toFixed(1),
+    r.decodeKernel.teraflops.toFixed(2),
+    r.prefillKernel.micros.toFixed(1),
+    r.prefillKernel.teraflops.toFixed(2),
+    r.prefillKernel.streamMicros.toFixed(1),
+    r.speedup.toFixed(1),
+    r.maxDifference.toExponential(1),
+  ]);
+  const widths = header.map((cell, column) => Math.max(cell.length, ...rows.map((row) => row[column]!.length)));
+  const line = (cells: string[]) => cells.map((cell, column) => cell.padStart(widths[column]!)).join("  ");
+  console.log(`\n${title}\n${line(header)}\n${rows.map(line).join("\n")}`);
+}
+
+async function prefillPart(runtime: GpuRuntime, timer: DispatchTimer) {
+  const cases: PrefillResult[] = [];
+  const sweep: PrefillResult[] = [];
+  for (const shape of [SHAPE, SMALL_SHAPE]) {
+    const contexts = [...new Set([...PREFILL_CASES.map((c) => c.context), SWEEP_CONTEXT])].sort((a, b) => a - b);
+    for (const context of contexts) {
+      const filled = await fillCache(runtime, shape, 1, context);
+      for (const c of PREFILL_CASES.filter((c) => c.context === context)) {
+        cases.push(await measurePrefill(runtime, timer, shape, filled, c.rows, context));
+      }
+      if (context === SWEEP_CONTEXT) {
+        for (const rows of SWEEP_ROWS) sweep.push(await measurePrefill(runtime, timer, shape, filled, rows, context));
+      }
+      filled.cache.dispose();
+    }
+  }
+  printPrefill("prefill attention, decode kernel vs prefill kernel (32 q heads, 8 kv heads, f16 KV, block 16)", cases);
+  printPrefill(`few rows at ${SWEEP_CONTEXT} tokens of context: where the prefill kernel takes over`, sweep);
+  return { cases, sweep };
+}
+
 function repositoryRoot(): string {
   let directory = dirname(fileURLToPath(import.meta.url));
   while (!existsSync(join(directory, "package.json"))) {
@@ -192,21 +363,27 @@ async function main(): Promise<void> {
     `device: ${gpuDevice.adapterDescription}; timing by ${timer.method}${quick ? ", --quick" : ""}; ` +
       `max binding ${runtime.maxBindingBytes / MiB} MiB, workgroup memory ${gpuDevice.limits.maxComputeWorkgroupStorageSize} B`,
   );
-  const read = await measureRead(runtime, timer, {
-    requestedBytes: quick ? 64 * MiB : 1024 * MiB,
-    iterations: READ_ITERATIONS,
-    warmupMillis: WARMUP_MILLIS,
-  });
-  const readGigabytesPerSecond = read.bytes / callMicros(read.timing) / 1000;
-  console.log(
-    `read kernel: ${(read.bytes / MiB).toFixed(0)} MiB in ${callMicros(read.timing).toFixed(1)} µs = ${readGigabytesPerSecond.toFixed(0)} GB/s`,
-  );
+  const decodePart = !process.argv.includes("--prefill");
   const results: Result[] = [];
-  for (const context of CONTEXTS) {
-    for (const batch of BATCHES)
-      results.push(await measureCase(runtime, timer, batch, context, readGigabytesPerSecond));
+  let read = { bytes: 0, micros: 0, gigabytesPerSecond: 0 };
+  if (decodePart) {
+    const measured = await measureRead(runtime, timer, {
+      requestedBytes: quick ? 64 * MiB : 1024 * MiB,
+      iterations: READ_ITERATIONS,
+      warmupMillis: WARMUP_MILLIS,
+    });
+    const micros = callMicros(measured.timing);
+    read = { bytes: measured.bytes, micros, gigabytesPerSecond: measured.bytes / micros / 1000 };
+    console.log(
+      `read kernel: ${(read.bytes / MiB).toFixed(0)} MiB in ${micros.toFixed(1)} µs = ${read.gigabytesPerSecond.toFixed(0)} GB/s`,
+    );
+    for (const context of CONTEXTS) {
+      for (const batch of BATCHES)
+        results.push(await measureCase(runtime, timer, batch, context, read.gigabytesPerSecond));
+    }
+    printTable(results);
   }
-  printTable(results);
+  const prefill = process.argv.includes("--decode") ? null : await prefillPart(runtime, timer);
 
   const device = gpuDevice.adapterDescription.split(" / ").pop() ?? "unknown";
   const slug = (deviceName ?? device.split(":")[0]!)
@@ -222,8 +399,9 @@ async function main(): Promise<void> {
     timing: timer.method,
     quick,
     shape: SHAPE,
-    read: { bytes: read.bytes, micros: callMicros(read.timing), gigabytesPerSecond: readGigabytesPerSecond },
+    read,
     results,
+    prefill: prefill && { smallShape: SMALL_SHAPE, ...prefill },
   };
   writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
   console.log(`\nwrote ${file}`);

@@ -233,6 +233,55 @@ for (const backendName of backendsUnderTest()) {
       }
     });
 
+    // Long prefills: a whole causal prompt from position 0, a chunk over a long cached context (many
+    // key tiles, several work items per sequence, split partitions), rows either side of where a
+    // backend may switch kernels (1–3 and 150), beside decode rows, for every storage format and with
+    // a sliding window, GQA and head chunks; each sequence also alone.
+    const longPrefill = (
+      storage: KvStorage,
+      heads: [q: number, kv: number],
+      headDim: number,
+      window: number | null,
+    ): Case => ({
+      name: `long prefill ${storageName(storage)} ${heads.join(":")} ${headDim} window ${window}`,
+      qHeads: heads[0],
+      kvHeads: heads[1],
+      headDim,
+      blockSize: 16,
+      slidingWindow: window,
+      storage,
+      sequences: [
+        { contextLength: 150, queryLength: 150 },
+        { contextLength: 1300, queryLength: 97 },
+        { contextLength: 700, queryLength: 1 },
+        { contextLength: 41, queryLength: 2 },
+        { contextLength: 300, queryLength: 3 },
+      ],
+    });
+    for (const c of [
+      longPrefill(F16, [8, 2], 64, null),
+      longPrefill(F32, [16, 1], 128, 200),
+      longPrefill(F32, [6, 6], 32, null),
+      longPrefill(Q8, [4, 1], 64, null),
+      longPrefill(Q4, [4, 2], 128, 333),
+    ]) {
+      it(`${c.name}: prompts and chunks of many rows equal the oracle, together and alone`, async () => {
+        const { backend, cache, kv, sequences } = await setUp(backendName, c);
+        const together = await attend(backend, cache, kv, c, sequences);
+        const quantized = c.storage.kind === "quantized" ? c.storage.bits : null;
+        for (const [i, s] of sequences.entries()) {
+          const reference = quantized
+            ? expected(c, s, oracle.quantizeAffine(s.keys, quantized), oracle.quantizeAffine(s.values, quantized))
+            : expected(c, s);
+          const tolerance = quantized ? { relative: 1e-3 } : STORAGE_TOLERANCE[storageName(c.storage)]!;
+          checkClose(`attention ${c.name} seq ${i}`, shapeOf(c, s), together[i]!, reference, tolerance);
+          const [alone] = await attend(backend, cache, kv, c, [s]);
+          checkClose(`attention ${c.name} together vs alone, seq ${i}`, shapeOf(c, s), together[i]!, alone!, tolerance);
+        }
+        cache.dispose();
+      });
+    }
+
     // Quantized storage: reading it in place is checked against the oracle over the same quantized
     // values (f32 math plus rare one-level differences in rounding ties), and the quantization error
     // of the output against the float keys and values is held to the bound derived below.

@@ -3,10 +3,13 @@
  * lives in kv-cache.ts.
  *
  * prepareAttention uploads the batch once per forward: each sequence's query rows, context length
- * and block table, plus work-item lists (rows of one sequence grouped 1, 2, 4, 8 or 16 at a time) so
- * every layer's dispatch only picks a list. A workgroup takes one work item, one kv head (all q heads
- * of its GQA group, or a chunk of them) and one partition of the keys; when a dispatch would have
- * too few workgroups to fill the GPU, long contexts are split into partitions merged by a second
+ * and block table, plus work-item lists (rows of one sequence grouped 1, 2, 4, 8 or 16 at a time for
+ * the decode kernel, up to 64 for the prefill kernel) so every layer's dispatch only picks a list.
+ * Sequences with PREFILL_MIN_ROWS query rows or more go to attention_prefill.wgsl (flash-attention 2,
+ * see attention-prefill.ts), the others to attention.wgsl; which kernel a sequence gets depends on
+ * its own rows only. A workgroup takes one work item, one kv head (all q heads of its GQA group, or a
+ * chunk of them) and one partition of the keys; when a dispatch would have too few workgroups to fill
+ * the GPU, long contexts are split into partitions (the same for both kernels) merged by a third
  * kernel (flash-decoding).
  */
 import type {
@@ -21,6 +24,7 @@ import { Params, type Dispatch, type GpuRuntime, type GpuTensor } from "../runti
 import { describeShape } from "./grid.js";
 import { WebGpuKvCache, kernelConstants, type KvLayout } from "./kv-cache.js";
 import { checkBlockTables } from "../../kv-checks.js";
+import { PREFILL_MIN_ROWS, PREFILL_ROWS_CHOICES, largestPowerOfTwoAtMost, planPrefill } from "./attention-prefill.js";
 
 export const IMPLEMENTED_OPS: OpName[] = ["attention", "kv_cache_float", "kv_cache_quantized"];
 
@@ -49,7 +53,13 @@ interface WorkItems {
 export class GpuAttentionBatch implements PreparedAttentionBatch {
   readonly totalQueries: number;
   readonly maxQueryLength: number;
+  /** Decode-kernel lists over every sequence (used where the prefill kernel does not apply). */
   readonly items = new Map<number, WorkItems>();
+  /** Decode-kernel lists over the sequences below `prefillMinRows`, and their longest query. */
+  readonly shortItems = new Map<number, WorkItems>();
+  readonly maxShortQueryLength: number;
+  /** Prefill-kernel lists over the sequences with `prefillMinRows` query rows or more. */
+  readonly prefillItems = new Map<number, WorkItems>();
   /** Caches whose blockCount/blockSize this batch's tables were checked against. */
   readonly checkedCaches = new WeakSet<KvCache>();
   readonly buffer: GpuTensor;
@@ -58,9 +68,13 @@ export class GpuAttentionBatch implements PreparedAttentionBatch {
   constructor(
     private readonly runtime: GpuRuntime,
     readonly sequences: readonly AttentionSequence[],
+    /** Benchmarks set it to compare the kernels on the same rows (1: all prefill; Infinity: none). */
+    readonly prefillMinRows = PREFILL_MIN_ROWS,
   ) {
     this.totalQueries = checkQueryRows(sequences);
     this.maxQueryLength = Math.max(0, ...sequences.map((sequence) => sequence.queryLength));
+    const long = (sequence: AttentionSequence) => sequence.queryLength >= prefillMinRows;
+    this.maxShortQueryLength = Math.max(0, ...sequences.filter((s) => !long(s)).map((s) => s.queryLength));
     const words: number[] = [];
     const tablesAt = 4 * sequences.length;
     let tableAt = tablesAt;
@@ -69,16 +83,26 @@ export class GpuAttentionBatch implements PreparedAttentionBatch {
       tableAt += sequence.blockTable.length;
     }
     for (const sequence of sequences) for (const block of sequence.blockTable) words.push(block);
-    for (const rows of ROWS_PER_ITEM_CHOICES) {
-      const list: number[] = [];
-      sequences.forEach((sequence, index) => {
-        for (let first = 0; first < sequence.queryLength; first += rows) {
-          list.push(index, first, Math.min(rows, sequence.queryLength - first));
-        }
-      });
-      this.items.set(rows, { at: words.length, count: list.length / 3, words: Uint32Array.from(list) });
-      for (const word of list) words.push(word);
-    }
+    const addLists = (
+      target: Map<number, WorkItems>,
+      choices: readonly number[],
+      keep: (s: AttentionSequence) => boolean,
+    ) => {
+      for (const rows of choices) {
+        const list: number[] = [];
+        sequences.forEach((sequence, index) => {
+          if (!keep(sequence)) return;
+          for (let first = 0; first < sequence.queryLength; first += rows) {
+            list.push(index, first, Math.min(rows, sequence.queryLength - first));
+          }
+        });
+        target.set(rows, { at: words.length, count: list.length / 3, words: Uint32Array.from(list) });
+        for (const word of list) words.push(word);
+      }
+    };
+    addLists(this.items, ROWS_PER_ITEM_CHOICES, () => true);
+    addLists(this.shortItems, ROWS_PER_ITEM_CHOICES, (sequence) => !long(sequence));
+    addLists(this.prefillItems, PREFILL_ROWS_CHOICES, long);
     // Submitting first keeps the upload (a queue write, which runs ahead of unsubmitted work) from
     // overtaking work recorded against the recycled buffer. Recycling keeps bind groups cached.
     runtime.submit();
@@ -122,8 +146,12 @@ function checkQueryRows(sequences: readonly AttentionSequence[]): number {
   return next;
 }
 
-export function prepareAttention(runtime: GpuRuntime, sequences: readonly AttentionSequence[]): PreparedAttentionBatch {
-  return new GpuAttentionBatch(runtime, sequences);
+export function prepareAttention(
+  runtime: GpuRuntime,
+  sequences: readonly AttentionSequence[],
+  prefillMinRows = PREFILL_MIN_ROWS,
+): GpuAttentionBatch {
+  return new GpuAttentionBatch(runtime, sequences, prefillMinRows);
 }
 
 /** How one attention dispatch is cut into workgroups. */
@@ -132,10 +160,6 @@ interface AttentionPlan {
   headChunks: number;
   rowsPerItem: number;
   maxVectors: number;
-}
-
-function largestPowerOfTwoAtMost(value: number): number {
-  return 2 ** Math.floor(Math.log2(Math.max(1, value)));
 }
 
 /**
@@ -180,21 +204,22 @@ function cpuVulkan(runtime: GpuRuntime): boolean {
 }
 
 /** Partitions a work item's visible keys fall into, partitions aligned to multiples of `size`. */
-function partitionsNeeded(batch: GpuAttentionBatch, items: WorkItems, window: number, size: number): number {
+function partitionsNeeded(batch: GpuAttentionBatch, lists: WorkItems[], window: number, size: number): number {
   let most = 0;
-  for (let i = 0; i < items.count; i++) {
-    const sequence = batch.sequences[items.words[3 * i]!]!;
-    const first = sequence.contextLength - sequence.queryLength + items.words[3 * i + 1]!;
-    const last = first + items.words[3 * i + 2]! - 1;
-    const lowest = window > 0 && first >= window ? first - window + 1 : 0;
-    most = Math.max(most, Math.floor(last / size) - Math.floor(lowest / size) + 1);
-  }
+  for (const items of lists)
+    for (let i = 0; i < items.count; i++) {
+      const sequence = batch.sequences[items.words[3 * i]!]!;
+      const first = sequence.contextLength - sequence.queryLength + items.words[3 * i + 1]!;
+      const last = first + items.words[3 * i + 2]! - 1;
+      const lowest = window > 0 && first >= window ? first - window + 1 : 0;
+      most = Math.max(most, Math.floor(last / size) - Math.floor(lowest / size) + 1);
+    }
   return most;
 }
 
 function choosePartitions(
   batch: GpuAttentionBatch,
-  items: WorkItems,
+  items: WorkItems[],
   window: number,
   workgroupsPerPartition: number,
   partialBytesPerPartition: number,
@@ -278,58 +303,86 @@ export function planAttention(
   const out = runtime.allocate([tokens, qHeads, headDim], "f32");
   if (tokens === 0) return { dispatches: [], out, partials: runtime.allocate([1], "f32"), partitions: 0 };
 
-  const plan = planWorkgroups(
-    headDim,
-    qHeads / kvHeads,
-    batch.maxQueryLength,
-    cache.layout,
-    runtime.gpu.limits.maxComputeWorkgroupStorageSize,
-  );
-  const items = batch.items.get(plan.rowsPerItem)!;
-  const workgroupsPerPartition = items.count * kvHeads * plan.headChunks;
+  const unroll = !cpuVulkan(runtime);
+  const sharedBytes = runtime.gpu.limits.maxComputeWorkgroupStorageSize;
+  const groupSize = qHeads / kvHeads;
+  const prefill =
+    batch.prefillItems.get(1)!.count > 0 ? planPrefill(cache.spec, cache.layout, groupSize, sharedBytes, unroll) : null;
+  const prefillItems = prefill ? batch.prefillItems.get(prefill.rowsPerItem)! : null;
+  const decodeRows = prefill ? batch.maxShortQueryLength : batch.maxQueryLength;
+  const plan = planWorkgroups(headDim, groupSize, Math.max(1, decodeRows), cache.layout, sharedBytes);
+  const decodeItems = (prefill ? batch.shortItems : batch.items).get(plan.rowsPerItem)!;
+  const workgroupsPerPartition =
+    kvHeads * (decodeItems.count * plan.headChunks + (prefill ? prefillItems!.count * prefill.headChunks : 0));
   const partitions = choosePartitions(
     batch,
-    items,
+    prefillItems ? [decodeItems, prefillItems] : [decodeItems],
     window,
     workgroupsPerPartition,
     tokens * qHeads * (headDim + 2) * 4,
     runtime.maxBindingBytes,
   );
-  if (items.count > 65535 || tokens > 65535 || kvHeads * plan.headChunks > 65535) {
+  const itemCount = Math.max(decodeItems.count, prefillItems?.count ?? 0);
+  if (itemCount > 65535 || tokens > 65535 || kvHeads * Math.max(plan.headChunks, prefill?.headChunks ?? 1) > 65535) {
     throw new Error(
-      `attention: ${tokens} query rows in ${items.count} work items exceed the dispatch grid; split the batch`,
+      `attention: ${tokens} query rows in ${itemCount} work items exceed the dispatch grid; split the batch`,
     );
   }
   const partials = runtime.allocate(
     partitions.count > 1 ? [tokens, qHeads, partitions.count, headDim + 2] : [1],
     "f32",
   );
+  const bindings = [q, cache.keys[layer]!, cache.values[layer]!, batch.buffer, out, partials];
   const dispatches: Dispatch[] = [];
-  dispatches.push({
-    file: "attention.wgsl",
-    entryPoint: "attend",
-    constants: {
-      ...kernelConstants(cache.spec, cache.layout),
-      MAX_VECTORS: plan.maxVectors,
-      UNROLL: cpuVulkan(runtime) ? 0 : 1,
-    },
-    params: new Params()
-      .u32(qHeads)
-      .u32(kvHeads)
-      .u32(plan.headsPerChunk)
-      .u32(plan.headChunks)
-      .u32(blockSize)
-      .u32(window)
-      .u32(partitions.size)
-      .u32(partitions.count)
-      .u32(items.at)
-      .f32(options.scale)
-      .u32(cache.layout.rowWords)
-      .u32(plan.maxVectors)
-      .u32(cache.layout.valuesPerWord),
-    bindings: [q, cache.keys[layer]!, cache.values[layer]!, batch.buffer, out, partials],
-    workgroups: [partitions.count, items.count, kvHeads * plan.headChunks],
-  });
+  if (prefill && prefillItems!.count > 0) {
+    dispatches.push({
+      file: "attention_prefill.wgsl",
+      entryPoint: "attend",
+      constants: prefill.constants,
+      params: new Params()
+        .u32(qHeads)
+        .u32(kvHeads)
+        .u32(prefill.headsPerChunk)
+        .u32(prefill.headChunks)
+        .u32(blockSize)
+        .u32(window)
+        .u32(partitions.size)
+        .u32(partitions.count)
+        .u32(prefillItems!.at)
+        .f32(options.scale)
+        .u32(prefill.chunkDims)
+        .u32(prefill.chunkKeys),
+      bindings,
+      workgroups: [partitions.count, prefillItems!.count, kvHeads * prefill.headChunks],
+    });
+  }
+  if (decodeItems.count > 0) {
+    dispatches.push({
+      file: "attention.wgsl",
+      entryPoint: "attend",
+      constants: {
+        ...kernelConstants(cache.spec, cache.layout),
+        MAX_VECTORS: plan.maxVectors,
+        UNROLL: unroll ? 1 : 0,
+      },
+      params: new Params()
+        .u32(qHeads)
+        .u32(kvHeads)
+        .u32(plan.headsPerChunk)
+        .u32(plan.headChunks)
+        .u32(blockSize)
+        .u32(window)
+        .u32(partitions.size)
+        .u32(partitions.count)
+        .u32(decodeItems.at)
+        .f32(options.scale)
+        .u32(cache.layout.rowWords)
+        .u32(plan.maxVectors)
+        .u32(cache.layout.valuesPerWord),
+      bindings,
+      workgroups: [partitions.count, decodeItems.count, kvHeads * plan.headChunks],
+    });
+  }
   if (partitions.count > 1) {
     dispatches.push({
       file: "attention_combine.wgsl",

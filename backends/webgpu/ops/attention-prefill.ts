@@ -1,0 +1,98 @@
+/**
+ * How kernels/attention_prefill.wgsl (flash-attention 2 over the paged KV cache) is cut into
+ * workgroups, and when attention.ts hands a sequence's rows to it instead of the decode kernel.
+ *
+ * A workgroup owns BLOCK_M query vectors (rows of one sequence × q heads of one kv head); each thread
+ * owns 4 vectors × 4 keys of a score tile and 4 vectors × 8 dimensions of the output, so the kernel's
+ * shape follows headDim: HEAD_DIM / 8 threads across, tiles of HEAD_DIM / 2 keys, and BLOCK_M as large
+ * as 16 KiB of scaled queries allows (64 up to headDim 64, 32 at 128, 16 at 256).
+ */
+import type { KvCacheSpec } from "../../contract.js";
+import { kernelConstants, type KvLayout } from "./kv-cache.js";
+
+/**
+ * Sequences with at least this many query rows in a dispatch go to the prefill kernel; fewer stay with
+ * the decode kernel (attention.wgsl). Measured on an H200 (bench/attention.ts, "few rows" sweep at 8K
+ * tokens of context, f16 KV, 32 q / 8 kv heads): one row (a decode step) is faster on the decode
+ * kernel (121 vs 169 µs at headDim 64, 193 vs 216 at 128); two rows cost the same at 64 (167 vs 170 µs)
+ * and half on the prefill kernel at 128 (415 vs 218); from three rows on the prefill kernel wins
+ * (2.4–5.7× at 3 rows, 7–10× at 16), since the decode kernel's cost grows with every row it holds
+ * while a prefill workgroup has room for 16 rows of 4 heads (headDim 64) or 8 (headDim 128).
+ */
+export const PREFILL_MIN_ROWS = 2;
+
+/** Rows per work item the batch prepares lists for (the plan picks one from the head group size). */
+export const PREFILL_ROWS_CHOICES = [1, 2, 4, 8, 16, 32, 64] as const;
+
+/** Scaled queries a workgroup keeps in its memory, in floats (16 KiB). */
+const QUERY_FLOATS = 4096;
+/** Largest staging buffer for key and value chunks, in floats. */
+const MAX_STAGE_FLOATS = 4096;
+
+export interface PrefillPlan {
+  headsPerChunk: number;
+  headChunks: number;
+  rowsPerItem: number;
+  blockM: number;
+  threads: number;
+  chunkDims: number;
+  chunkKeys: number;
+  /** Pipeline constants besides the cache's own. */
+  constants: Record<string, number>;
+}
+
+export function largestPowerOfTwoAtMost(value: number): number {
+  return 2 ** Math.floor(Math.log2(Math.max(1, value)));
+}
+
+/** Largest d ≤ limit with d | n and d a multiple of `step` (0 if none). */
+function largestDivisor(n: number, limit: number, step: number): number {
+  for (let d = Math.floor(limit / step) * step; d >= step; d -= step) if (n % d === 0) return d;
+  return 0;
+}
+
+/**
+ * The kernel's shape for this head size, or null where it does not apply (headDim not a multiple of
+ * 8, or more workgroup memory than the device has): those rows stay with the decode kernel.
+ */
+export function planPrefill(
+  spec: KvCacheSpec,
+  layout: KvLayout,
+  groupSize: number,
+  sharedBytes: number,
+  unroll: boolean,
+): PrefillPlan | null {
+  const { headDim } = spec;
+  if (headDim % 8 !== 0 || headDim > QUERY_FLOATS / 4) return null;
+  const keyThreads = headDim / 8;
+  const tileKeys = 4 * keyThreads;
+  const vectorCap = Math.min(64, Math.floor(QUERY_FLOATS / headDim / 4) * 4);
+  const headsPerChunk = Math.min(groupSize, vectorCap);
+  const rowsPerItem = Math.min(64, largestPowerOfTwoAtMost(Math.floor(vectorCap / headsPerChunk)));
+  const blockM = Math.ceil((rowsPerItem * headsPerChunk) / 4) * 4;
+  const fixedFloats = blockM * headDim + blockM * tileKeys + blockM * keyThreads + 2 * tileKeys;
+  const available = Math.min(MAX_STAGE_FLOATS, Math.floor(sharedBytes / 4) - fixedFloats, tileKeys * headDim);
+  // Keys are staged in chunks of whole 4-dimension groups, values in chunks of 4 whole rows (the
+  // kernel steps through both 4 at a time).
+  const chunkDims = largestDivisor(headDim, available / tileKeys, 4);
+  const chunkKeys = largestDivisor(tileKeys, available / headDim, 4);
+  if (chunkDims === 0 || chunkKeys === 0) return null;
+  const stageFloats = Math.max(tileKeys * chunkDims, chunkKeys * headDim);
+  return {
+    headsPerChunk,
+    headChunks: Math.ceil(groupSize / headsPerChunk),
+    rowsPerItem,
+    blockM,
+    threads: (blockM / 4) * keyThreads,
+    chunkDims,
+    chunkKeys,
+    constants: {
+      ...kernelConstants(spec, layout),
+      BLOCK_M: blockM,
+      STAGE_VEC4S: stageFloats / 4,
+      CHUNK_DIMS: chunkDims,
+      CHUNK_KEYS: chunkKeys,
+      UNROLL: unroll ? 1 : 0,
+    },
+  };
+}
