@@ -23,12 +23,34 @@ function readmeCurlCommands(): string[] {
     .filter((line) => line.startsWith("curl "));
 }
 
+/** The Agent API's answers, as far as these tests read them. */
+interface Answer {
+  agent_id: string;
+  tier: string;
+  text: string;
+  finish_reason: string;
+  tokens_generated: number;
+  prompt_tokens: number;
+  cached_tokens: number;
+  cache_size_tokens: number;
+  cache_bytes: number;
+  agents: Array<{ agent_id: string }>;
+  hot_agents: number;
+  hits: { hot: number };
+  error: { type: string; message: string; param?: string };
+  openapi: string;
+  paths: Record<
+    string,
+    Record<string, { requestBody?: { content: Record<string, { schema: { required?: string[] } }> } }>
+  >;
+}
+
 /** Runs one README command against `url` with real curl; the status code comes back beside the body. */
-function curl(command: string, url: string): { status: number; body: Record<string, unknown> } {
+function curl(command: string, url: string): { status: number; body: Answer } {
   const line = command.replaceAll("http://127.0.0.1:8000", url);
   const output = execFileSync("bash", ["-c", `${line} -w '\\n%{http_code}'`], { encoding: "utf8" });
   const cut = output.lastIndexOf("\n");
-  return { status: Number(output.slice(cut + 1)), body: JSON.parse(output.slice(0, cut)) as Record<string, unknown> };
+  return { status: Number(output.slice(cut + 1)), body: JSON.parse(output.slice(0, cut)) as Answer };
 }
 
 async function call(url: string, method: string, path: string, body?: unknown) {
@@ -37,7 +59,7 @@ async function call(url: string, method: string, path: string, body?: unknown) {
     headers: { "content-type": "application/json" },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
-  return { status: response.status, body: (await response.json()) as Record<string, any> };
+  return { status: response.status, body: (await response.json()) as Answer };
 }
 
 describe("the Agent API", () => {
@@ -54,9 +76,7 @@ describe("the Agent API", () => {
     const commands = readmeCurlCommands();
     expect(commands.length).toBe(9);
     const results = commands.map((command) => curl(command, server.url));
-    const [created, first, second, fetched, listed, stats, deleted, anthropic, openai] = results as Array<
-      ReturnType<typeof curl> & { body: Record<string, any> }
-    >;
+    const [created, first, second, fetched, listed, stats, deleted, anthropic, openai] = results;
     expect(created!.status).toBe(201);
     expect(created!.body).toMatchObject({ agent_id: "researcher", tier: "hot", cache_size_tokens: 0 });
 
@@ -77,7 +97,7 @@ describe("the Agent API", () => {
       cache_size_tokens: second!.body.cache_size_tokens,
     });
     expect(fetched!.body.cache_bytes).toBeGreaterThan(0);
-    expect((listed!.body.agents as Array<{ agent_id: string }>).map((agent) => agent.agent_id)).toContain("researcher");
+    expect(listed!.body.agents.map((agent) => agent.agent_id)).toContain("researcher");
     expect(stats!.body.hot_agents).toBeGreaterThanOrEqual(1);
     expect(stats!.body.hits.hot).toBeGreaterThanOrEqual(1);
     expect(deleted!.body).toEqual({ agent_id: "researcher", deleted: true });
@@ -122,7 +142,7 @@ describe("the Agent API", () => {
     expect(Object.keys(document.body.paths)).toEqual(
       expect.arrayContaining(["/v1/messages", "/v1/chat/completions", "/v1/agents/{agent_id}/generate"]),
     );
-    expect(document.body.paths["/v1/agents"].post.requestBody.content["application/json"].schema.required).toEqual([
+    expect(document.body.paths["/v1/agents"]!.post!.requestBody!.content["application/json"]!.schema.required).toEqual([
       "agent_id",
     ]);
   });
