@@ -5,6 +5,18 @@
 import type { MemoryScope } from "./kv-memory.js";
 import type { SamplingParams } from "./sampling.js";
 
+/**
+ * A limit on which tokens may come next (constrained decoding: a tool call's JSON arguments, a JSON
+ * response format). The sampler draws only from the tokens `mask` allows; end-of-turn tokens are
+ * allowed only once the constraint is complete.
+ */
+export interface TokenConstraint {
+  /** Bitset over token ids (bit i of word i >> 5): the tokens allowed next. */
+  mask(): Uint32Array;
+  /** Advance past a sampled token (always one the mask allowed). */
+  accept(token: number): void;
+}
+
 export interface GenerationRequest {
   /** The rendered prompt's token ids. */
   promptTokens: readonly number[];
@@ -23,6 +35,8 @@ export interface GenerationRequest {
   ignoreEos?: boolean;
   /** Special tokens are left out of the text (they still count as generated tokens). */
   skipSpecialTokens?: boolean;
+  /** Constrained decoding: only tokens the constraint allows are sampled. */
+  constraint?: TokenConstraint;
 }
 
 /**

@@ -10,8 +10,11 @@
  *
  * Greedy and top_k rows are exact even under penalties: when penalties sink so much of the fetched
  * top-k that the answer could lie outside it, that row alone is read whole (rare; 1 MB at 262K).
+ * A constrained row (constrained decoding) is always read whole: the tokens its mask allows may all lie
+ * outside any top-k, so they are ranked on the host among the allowed ones only.
  */
 import type { Backend, Tensor } from "../../backends/contract.js";
+import type { TokenConstraint } from "./events.js";
 
 export interface SamplingParams {
   /** 0 = greedy. */
@@ -160,6 +163,8 @@ export class SequenceSampler {
   constructor(
     readonly params: SamplingParams,
     promptTokens: readonly number[],
+    /** Constrained decoding: the sampler draws only what this allows. */
+    readonly constraint: TokenConstraint | null = null,
   ) {
     this.rng = new Xoshiro128(params.seed);
     this.repetition = params.repetitionPenalty !== 1;
@@ -167,8 +172,9 @@ export class SequenceSampler {
     if (this.repetition) for (const token of promptTokens) this.markSeen(token);
   }
 
-  /** Record a generated token (for penalties). */
+  /** Record a generated token (for penalties, and to advance the constraint). */
   accept(token: number): void {
+    this.constraint?.accept(token);
     if (this.repetition) this.markSeen(token);
     if (!this.additive) return;
     this.generatedCounts.set(token, (this.generatedCounts.get(token) ?? 0) + 1);
@@ -235,6 +241,8 @@ interface RowPlan {
   needed: number;
   /** Whether too few sure candidates means reading the whole row (greedy and top_k rows must be exact). */
   exact: boolean;
+  /** Constrained rows: the tokens allowed (a bitset), ranked among themselves on the host. */
+  allowed: Uint32Array | null;
 }
 
 /** One token per row of logits f32 [rows, vocab] on the backend; samplers[i] drives row i. */
@@ -254,19 +262,35 @@ export async function sampleRows(
   const topKRows: number[] = [];
   const gatherIds: number[] = [];
   let k = 0;
+  const fullRows: number[] = [];
   samplers.forEach((sampler, row) => {
     const { temperature, topK } = sampler.params;
     const penalized = sampler.penalized.filter((token) => token < vocab);
     const greedy = temperature === 0;
+    if (sampler.constraint) {
+      const needed = greedy ? 1 : topK > 0 && topK <= cap ? topK : cap;
+      const allowed = sampler.constraint.mask();
+      plans.push({ sampler, penalized, topKRow: -1, gatherOffset: 0, needed, exact: true, allowed });
+      fullRows.push(row);
+      return;
+    }
     if (greedy && penalized.length === 0) {
-      plans.push({ sampler, penalized, topKRow: -1, gatherOffset: 0, needed: 1, exact: true });
+      plans.push({ sampler, penalized, topKRow: -1, gatherOffset: 0, needed: 1, exact: true, allowed: null });
       return;
     }
     const exact = greedy || (topK > 0 && topK <= cap);
     const needed = greedy ? 1 : exact ? topK : cap;
     // Enough candidates that, even if every penalized token is among them, `needed` unpenalized remain.
     k = Math.max(k, Math.min(cap, needed + penalized.length));
-    plans.push({ sampler, penalized, topKRow: topKRows.length, gatherOffset: gatherIds.length, needed, exact });
+    plans.push({
+      sampler,
+      penalized,
+      topKRow: topKRows.length,
+      gatherOffset: gatherIds.length,
+      needed,
+      exact,
+      allowed: null,
+    });
     topKRows.push(row);
     for (const token of penalized) gatherIds.push(row * vocab + token);
   });
@@ -278,7 +302,7 @@ export async function sampleRows(
     return tensor;
   };
   try {
-    const argmaxIds = topKRows.length < rows ? keep(backend.argmax(logits)) : null;
+    const argmaxIds = topKRows.length + fullRows.length < rows ? keep(backend.argmax(logits)) : null;
     let top: { values: Tensor; indices: Tensor } | null = null;
     if (topKRows.length > 0) {
       const source =
@@ -304,8 +328,8 @@ export async function sampleRows(
     ]);
 
     const tokens: number[] = new Array<number>(rows);
-    const fullRows: number[] = [];
     plans.forEach((plan, row) => {
+      if (plan.allowed) return; // read whole below
       if (plan.topKRow < 0) {
         tokens[row] = argmaxHost![row]!;
         return;
@@ -338,7 +362,10 @@ export async function sampleRows(
       const plan = plans[row]!;
       const values = Float64Array.from(rowValues[i]!);
       for (const id of plan.penalized) values[id] = plan.sampler.penalize(id, values[id]!);
-      tokens[row] = choose(plan.sampler, selectTop(values, plan.needed));
+      if (plan.allowed) maskRow(values, plan.allowed);
+      const ranked = selectTop(values, plan.needed);
+      if (ranked.length === 0) throw new Error("constrained decoding: the constraint allows no token here");
+      tokens[row] = choose(plan.sampler, ranked);
     });
     return tokens;
   } finally {
@@ -346,11 +373,19 @@ export async function sampleRows(
   }
 }
 
-/** The n best candidates of a whole row, ranked; a bounded insertion pass (n ≤ CANDIDATE_CAP). */
+/** Tokens the mask does not allow get −∞, which selectTop never picks. */
+function maskRow(values: Float64Array, allowed: Uint32Array): void {
+  for (let id = 0; id < values.length; id++) {
+    if (((allowed[id >>> 5] ?? 0) & (1 << (id & 31))) === 0) values[id] = -Infinity;
+  }
+}
+
+/** The n best candidates of a whole row, ranked (−∞ never); a bounded insertion pass (n ≤ CANDIDATE_CAP). */
 function selectTop(values: Float64Array, n: number): Candidate[] {
   const best: Candidate[] = [];
   for (let id = 0; id < values.length; id++) {
     const value = values[id]!;
+    if (value === -Infinity) continue;
     if (best.length === n && value <= best[n - 1]!.value) continue; // ties keep the lower id already in
     const candidate = { id, value };
     let at = best.length;

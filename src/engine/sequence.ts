@@ -97,7 +97,7 @@ export class Sequence {
     readonly contextLimit: number,
     readonly events: EventChannel,
   ) {
-    this.sampler = new SequenceSampler(request.sampling, request.promptTokens);
+    this.sampler = new SequenceSampler(request.sampling, request.promptTokens, request.constraint ?? null);
     this.detokenizer = new StreamingDetokenizer(tokenizer, { skipSpecialTokens: request.skipSpecialTokens ?? true });
     this.stopMatcher = new StopMatcher(request.stop ?? []);
     this.stopTokens = new Set([...(request.ignoreEos ? [] : tokenizer.eosTokenIds), ...(request.stopTokenIds ?? [])]);

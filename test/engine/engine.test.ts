@@ -162,6 +162,37 @@ describe("generation engine", () => {
     void small.dispose();
   });
 
+  it("constrained decoding samples only what the constraint allows, through the host path", async () => {
+    const vocabWords = Math.ceil(tokenizer.vocabSize / 32);
+    const only = (ids: readonly number[]) => {
+      const mask = new Uint32Array(vocabWords);
+      for (const id of ids) mask[id >>> 5]! |= 1 << (id & 31);
+      return mask;
+    };
+    const everything = only([...Array(tokenizer.vocabSize).keys()]);
+    // Allowing every token: the host-ranked path must pick mlx-lm's greedy tokens.
+    let accepted = 0;
+    const free = await collect(
+      engine.generate(
+        request({ maxTokens: 12, constraint: { mask: () => everything, accept: () => void accepted++ } }),
+      ),
+    );
+    expect(free.tokens).toEqual(referenceUntilStop(12));
+    expect(accepted).toBe(free.tokens.length);
+
+    // A script of three tokens the model would not choose, then only end-of-turn.
+    const eos = [...tokenizer.eosTokenIds][0]!;
+    const script = [reference[5]!, reference[1]!, reference[0]!, eos];
+    let at = 0;
+    const forced = await collect(
+      engine.generate(
+        request({ maxTokens: 12, constraint: { mask: () => only([script[at]!]), accept: () => void at++ } }),
+      ),
+    );
+    expect(forced.tokens).toEqual(script);
+    expect(forced.done.finishReason).toBe("stop");
+  });
+
   it("seeded sampling is reproducible; another seed gives another sample", async () => {
     const sampled = (seed: number) =>
       collect(
@@ -205,7 +236,10 @@ describe("generation engine", () => {
     const controller = new AbortController();
     const events = engine.generate(request({ maxTokens: 200, signal: controller.signal, stopTokenIds: [] }));
     const iterator = events[Symbol.asyncIterator]();
-    await iterator.next();
+    // The first event (`prompt`) comes before admission; the first delta comes after blocks are held.
+    let first: IteratorResult<GenerationEvent>;
+    do first = await iterator.next();
+    while (!first.done && first.value.type !== "delta");
     expect(engine.stats().freeKvBlocks).toBeLessThan(before.freeKvBlocks);
     controller.abort();
     let last = await iterator.next();
