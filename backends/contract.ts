@@ -107,6 +107,13 @@ export interface KvCache {
   exportBlock(block: number): Promise<Uint8Array>;
   /** Restore a block from exportBlock's bytes; a wrong length is an error, not a guess. */
   importBlock(block: number, bytes: Uint8Array): void;
+  /**
+   * Restore blocks[i] from bytes [i·bytesPerBlock, (i+1)·bytesPerBlock) — exportBlock's bytes back to
+   * back, as a file holds them — in one call, so the backend can batch the uploads (a reload imports
+   * thousands of blocks). The upload is under way when it returns; `bytes` may then be reused. A length
+   * other than blocks.length · bytesPerBlock, or a block listed twice, is an error and nothing is imported.
+   */
+  importBlocks(blocks: readonly number[], bytes: Uint8Array): void;
   dispose(): void;
 }
 

@@ -16,6 +16,26 @@ export function checkKvBlock(spec: KvCacheSpec, operation: string, block: number
   }
 }
 
+/** importBlocks' arguments: blocks inside the cache, none twice, and exactly their bytes. */
+export function checkKvImport(
+  spec: KvCacheSpec,
+  bytesPerBlock: number,
+  blocks: readonly number[],
+  bytes: Uint8Array,
+): void {
+  const seen = new Set<number>();
+  for (const block of blocks) {
+    checkKvBlock(spec, "importBlocks", block);
+    if (seen.has(block)) throw new Error(`KV cache importBlocks: block ${block} is listed twice`);
+    seen.add(block);
+  }
+  if (bytes.byteLength !== blocks.length * bytesPerBlock) {
+    throw new Error(
+      `KV cache importBlocks: got ${bytes.byteLength} bytes for ${blocks.length} blocks of ${bytesPerBlock} bytes`,
+    );
+  }
+}
+
 /** Every block a sequence's context needs is in its table and inside the cache. */
 export function checkBlockTables(sequences: readonly AttentionSequence[], spec: KvCacheSpec): void {
   const { blockSize, blockCount } = spec;

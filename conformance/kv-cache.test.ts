@@ -220,6 +220,33 @@ for (const backendName of backendsUnderTest()) {
         expect(() => target.importBlock(0, exported[0]!.subarray(1))).toThrow(
           `got ${source.bytesPerBlock - 1} bytes, a block of this cache takes ${source.bytesPerBlock}`,
         );
+
+        // The batched import: the same bytes back to back (as a file holds them), into other blocks,
+        // from a view at an odd offset into a buffer the caller reuses as soon as the call returns.
+        const packed = new Uint8Array(1 + exported.length * source.bytesPerBlock);
+        exported.forEach((bytes, i) => packed.set(bytes, 1 + i * source.bytesPerBlock));
+        const batchBlocks = [3, 4, 0]; // a run of consecutive blocks, then one alone
+        target.importBlocks(batchBlocks, packed.subarray(1));
+        packed.fill(0xa5);
+        for (const [i, block] of batchBlocks.entries()) {
+          const again = await target.exportBlock(block);
+          checkEqual(`block ${blocks[i]} imported in a batch as ${block}`, [again.length], again, exported[i]!);
+        }
+        for (let layer = 0; layer < layers; layer++) {
+          checkEqual(
+            `attention over blocks imported in a batch, layer ${layer}`,
+            [3, SHAPE.qHeads, SHAPE.headDim, 40],
+            await attendTo(backend, target, layer, batchBlocks, 40, queries),
+            await attendTo(backend, source, layer, blocks, 40, queries),
+          );
+        }
+        const two = packed.subarray(0, 2 * source.bytesPerBlock);
+        expect(() => target.importBlocks([2], two)).toThrow(
+          `importBlocks: got ${two.byteLength} bytes for 1 blocks of ${source.bytesPerBlock} bytes`,
+        );
+        expect(() => target.importBlocks([2, 2], two)).toThrow("importBlocks: block 2 is listed twice");
+        expect(() => target.importBlocks([2, 6], two)).toThrow("importBlocks: block 6 is outside 0…5");
+        target.importBlocks([], new Uint8Array(0));
         source.dispose();
         target.dispose();
       });

@@ -7,7 +7,7 @@
 import type { AttentionSequence, KvCache, KvCacheSpec, PreparedAttentionBatch, Tensor } from "../contract.js";
 import type { Handle, MlxAddon } from "./addon.js";
 import { describeShape, type MlxTensor } from "./tensor.js";
-import { checkBlockTables, checkKvBlock, checkKvLayer } from "../kv-checks.js";
+import { checkBlockTables, checkKvBlock, checkKvImport, checkKvLayer } from "../kv-checks.js";
 
 const STORAGE_CODES = { f32: 0, f16: 1, quantized: 2 } as const;
 
@@ -118,6 +118,14 @@ export class MlxKvCache implements KvCache {
       );
     }
     this.addon.kvImport(this.handle, block, bytes);
+  }
+
+  importBlocks(blocks: readonly number[], bytes: Uint8Array): void {
+    this.requireLive();
+    checkKvImport(this.spec, this.bytesPerBlock, blocks, bytes);
+    blocks.forEach((block, i) => {
+      this.addon.kvImport(this.handle, block, bytes.subarray(i * this.bytesPerBlock, (i + 1) * this.bytesPerBlock));
+    });
   }
 
   dispose(): void {

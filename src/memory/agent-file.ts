@@ -228,10 +228,88 @@ function tensor(
   return entry;
 }
 
-/** Blocks are read this many bytes at a time into one buffer, and checksummed while the next chunk is read. */
+/** Blocks are read this many bytes at a time into one buffer, and checksummed while the next chunks are read. */
 const READ_CHUNK_BYTES = 8 * 1024 * 1024;
-/** Reads queued on libuv's pool (4 threads by default) while this thread checksums. */
+/** Reads queued on libuv's pool (4 threads by default) while this thread checksums and hands blocks on. */
 const READS_IN_FLIGHT = 2;
+
+/** Checks the file's size against the header, then reads and verifies the tokens. */
+export async function readAgentTokens(handle: FileHandle, header: AgentFileHeader): Promise<Uint32Array> {
+  const { size } = await handle.stat();
+  if (size < header.dataEnd) {
+    throw new AgentFileRejected("truncated", `file is ${size} bytes, its header promises ${header.dataEnd}`);
+  }
+  if (size > header.dataEnd) throw new AgentFileRejected("corrupt", `${size - header.dataEnd} bytes after the data`);
+  const tokenBytes = uninitialized(header.tokens.byteLength);
+  await readFully(handle, tokenBytes, header.tokens.fileOffset);
+  if (crc32(tokenBytes) !== header.tokensCrc) throw new AgentFileRejected("corrupt", "tokens fail their checksum");
+  return new Uint32Array(tokenBytes.buffer, tokenBytes.byteOffset, header.tokenCount);
+}
+
+/**
+ * Reads the blocks in chunks of whole blocks (one read per chunk, several in flight on libuv's pool)
+ * and hands each chunk to `accept` — blocks first … first + bytes.byteLength / bytesPerBlock − 1,
+ * back to back — only once every block in it has passed its checksum. A block that fails throws
+ * AgentFileRejected before any later chunk is handed on; what was accepted before it is the
+ * caller's to discard.
+ *
+ * `buffers`: "reused" cycles through a few chunk buffers, so `bytes` is valid only until `accept`
+ * returns (no allocation, and no page faults on fresh memory, however big the file: the streaming
+ * reload); "owned" gives every chunk a buffer of its own, which `accept` may keep.
+ */
+export async function readAgentBlocks(
+  handle: FileHandle,
+  header: AgentFileHeader,
+  buffers: "reused" | "owned",
+  accept: (first: number, bytes: Uint8Array) => void,
+): Promise<void> {
+  const count = header.blocks.length;
+  if (count === 0) return;
+  // Blocks are back to back (checkHeader made sure), so a chunk is a run of whole blocks.
+  const blockBytes = header.blocks[0]!.byteLength;
+  const perChunk = Math.max(1, Math.min(count, Math.floor(READ_CHUNK_BYTES / blockBytes)));
+  const chunks = Math.ceil(count / perChunk);
+  const ring =
+    buffers === "reused"
+      ? Array.from({ length: Math.min(chunks, READS_IN_FLIGHT + 1) }, () => uninitialized(perChunk * blockBytes))
+      : [];
+  const read = async (chunk: number): Promise<Uint8Array> => {
+    const first = chunk * perChunk;
+    const bytes = Math.min(perChunk, count - first) * blockBytes;
+    const buffer = buffers === "reused" ? ring[chunk % ring.length]!.subarray(0, bytes) : uninitialized(bytes);
+    await readFully(handle, buffer, header.blocks[first]!.fileOffset);
+    return buffer;
+  };
+
+  // A chunk's buffer is read into again only after `accept` returned for the chunk before: the ring
+  // has one buffer more than there are reads in flight.
+  const inFlight: Promise<Uint8Array>[] = [];
+  let issued = 0;
+  const issue = () => {
+    while (issued < chunks && inFlight.length < READS_IN_FLIGHT) {
+      const reading = read(issued++);
+      reading.catch(() => undefined); // awaited in order below; this only keeps an early failure from being "unhandled"
+      inFlight.push(reading);
+    }
+  };
+  try {
+    issue();
+    for (let chunk = 0; chunk < chunks; chunk++) {
+      const bytes = await inFlight.shift()!;
+      issue();
+      const first = chunk * perChunk;
+      for (let i = 0; i * blockBytes < bytes.byteLength; i++) {
+        if (crc32(bytes.subarray(i * blockBytes, (i + 1) * blockBytes)) !== header.blockCrcs[first + i]) {
+          throw new AgentFileRejected("corrupt", `block ${first + i} fails its checksum`);
+        }
+      }
+      accept(first, bytes);
+    }
+  } finally {
+    // No read may still be running when the caller closes the handle or drops the buffers.
+    await Promise.allSettled(inFlight);
+  }
+}
 
 /**
  * Reads and verifies the tokens and every block. Blocks come back as views into one buffer per
@@ -241,57 +319,15 @@ export async function readAgentData(
   handle: FileHandle,
   header: AgentFileHeader,
 ): Promise<{ tokens: Uint32Array; blocks: Uint8Array[] }> {
-  const { size } = await handle.stat();
-  if (size < header.dataEnd) {
-    throw new AgentFileRejected("truncated", `file is ${size} bytes, its header promises ${header.dataEnd}`);
-  }
-  if (size > header.dataEnd) throw new AgentFileRejected("corrupt", `${size - header.dataEnd} bytes after the data`);
-
-  const tokenBytes = uninitialized(header.tokens.byteLength);
-  await readFully(handle, tokenBytes, header.tokens.fileOffset);
-  if (crc32(tokenBytes) !== header.tokensCrc) throw new AgentFileRejected("corrupt", "tokens fail their checksum");
-
-  // Blocks are back to back (checkHeader made sure), so a chunk is a run of whole blocks.
-  const blockBytes = header.blocks[0]?.byteLength ?? 1;
-  const perChunk = Math.max(1, Math.floor(READ_CHUNK_BYTES / blockBytes));
-  const chunkStarts: number[] = [];
-  for (let first = 0; first < header.blocks.length; first += perChunk) chunkStarts.push(first);
+  const tokens = await readAgentTokens(handle, header);
   const blocks: Uint8Array[] = [];
-  const read = async (first: number) => {
-    const count = Math.min(perChunk, header.blocks.length - first);
-    const chunk = uninitialized(count * blockBytes);
-    await readFully(handle, chunk, header.blocks[first]!.fileOffset);
-    for (let i = 0; i < count; i++) blocks[first + i] = chunk.subarray(i * blockBytes, (i + 1) * blockBytes);
-  };
-
-  const inFlight: Promise<void>[] = [];
-  let issued = 0;
-  const issue = () => {
-    while (issued < chunkStarts.length && inFlight.length < READS_IN_FLIGHT) {
-      const reading = read(chunkStarts[issued++]!);
-      reading.catch(() => undefined); // awaited in order below; this only keeps an early failure from being "unhandled"
-      inFlight.push(reading);
+  const blockBytes = header.blocks[0]?.byteLength ?? 0;
+  await readAgentBlocks(handle, header, "owned", (first, bytes) => {
+    for (let i = 0; i * blockBytes < bytes.byteLength; i++) {
+      blocks[first + i] = bytes.subarray(i * blockBytes, (i + 1) * blockBytes);
     }
-  };
-  try {
-    issue();
-    for (const first of chunkStarts) {
-      await inFlight.shift();
-      issue();
-      for (let index = first; index < Math.min(first + perChunk, header.blocks.length); index++) {
-        if (crc32(blocks[index]!) !== header.blockCrcs[index]) {
-          throw new AgentFileRejected("corrupt", `block ${index} fails its checksum`);
-        }
-      }
-    }
-  } finally {
-    // No read may still be running when the caller closes the handle.
-    await Promise.allSettled(inFlight);
-  }
-  return {
-    tokens: new Uint32Array(tokenBytes.buffer, tokenBytes.byteOffset, header.tokenCount),
-    blocks,
-  };
+  });
+  return { tokens, blocks };
 }
 
 /** A Uint8Array over an ArrayBuffer of its own, without the cost of zero-filling it first. */

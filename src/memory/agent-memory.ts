@@ -327,32 +327,55 @@ export class AgentMemory implements KvMemory {
     return this.paging.blockTable(agent.kvSequence).length * this.cache.bytesPerBlock;
   }
 
-  /** Bring an agent back from disk into fresh blocks; null when absent, unusable or out of room. */
+  /**
+   * Bring an agent back from disk into fresh blocks; undefined when absent, unusable or out of room.
+   * Blocks are imported chunk by chunk as the file is read and verified; a block that fails its
+   * check later on frees the sequence, so nothing imported from a bad file is ever used or shared.
+   */
   private async reload(tenant: string, agentId: string): Promise<HotAgent | undefined> {
     const store = this.store;
     if (!store || !this.warm.has(key(tenant, agentId))) return undefined;
     const started = performance.now();
-    const record = await store.load(tenant, agentId);
-    if (!record) {
-      this.warm.delete(key(tenant, agentId));
+    // Filled in by `begin`, once the file's header and tokens have passed.
+    const target: { kvSequence?: SequenceId; table: readonly number[]; tokens: number[] } = { table: [], tokens: [] };
+    const bytesPerBlock = this.cache.bytesPerBlock;
+    const freeTarget = () => {
+      if (target.kvSequence !== undefined) this.paging.free(target.kvSequence);
+    };
+    const outcome = await store
+      .loadInto(tenant, agentId, {
+        begin: async (preamble) => {
+          const needed = preamble.blockCount;
+          if (this.paging.freeBlockCount < needed) await this.reclaim(needed - this.paging.freeBlockCount);
+          if (this.paging.freeBlockCount < needed) {
+            this.options.logger.warning(
+              `agent memory: agent ${JSON.stringify(agentId)} (${needed} blocks on disk) does not fit in the KV cache now; prefilling instead`,
+            );
+            return false;
+          }
+          target.kvSequence = this.paging.create();
+          this.paging.append(target.kvSequence, preamble.tokens.length);
+          target.table = this.paging.blockTable(target.kvSequence);
+          target.tokens = Array.from(preamble.tokens);
+          return true;
+        },
+        blocks: (first, bytes) => {
+          this.cache.importBlocks(target.table.slice(first, first + bytes.byteLength / bytesPerBlock), bytes);
+        },
+      })
+      .catch((error: unknown) => {
+        freeTarget();
+        throw error;
+      });
+    const { kvSequence, table, tokens } = target;
+    if (outcome !== "loaded" || kvSequence === undefined) {
+      freeTarget();
+      if (outcome === "miss") this.warm.delete(key(tenant, agentId));
       return undefined;
     }
-    const needed = record.blocks.length;
-    if (this.paging.freeBlockCount < needed) await this.reclaim(needed - this.paging.freeBlockCount);
-    if (this.paging.freeBlockCount < needed) {
-      this.options.logger.warning(
-        `agent memory: agent ${JSON.stringify(agentId)} (${needed} blocks on disk) does not fit in the KV cache now; prefilling instead`,
-      );
-      return undefined;
-    }
-    const kvSequence = this.paging.create();
-    this.paging.append(kvSequence, record.tokens.length);
-    const table = this.paging.blockTable(kvSequence);
-    record.blocks.forEach((bytes, index) => this.cache.importBlock(table[index]!, bytes));
     this.counters.reloads++;
-    this.counters.reloadBytes += record.blocks.reduce((sum, block) => sum + block.byteLength, 0);
+    this.counters.reloadBytes += table.length * bytesPerBlock;
     this.counters.reloadMs += performance.now() - started;
-    const tokens = Array.from(record.tokens);
     this.shared.register(blockHashes(tenant, tokens, this.paging.blockSize), table);
     const agent: HotAgent = { tenant, agentId, kvSequence, tokens, lastUsed: Date.now(), inUse: 0, dirty: false };
     this.hot.set(key(tenant, agentId), agent);

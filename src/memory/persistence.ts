@@ -32,7 +32,9 @@ import {
   blockCountFor,
   checkHeader,
   encodeMetadata,
+  readAgentBlocks,
   readAgentData,
+  readAgentTokens,
   type AgentFileHeader,
 } from "./agent-file.js";
 
@@ -69,6 +71,31 @@ export interface AgentRecord {
   blocks: Uint8Array[];
   /** ms since epoch. */
   updatedAt: number;
+}
+
+/** An agent's file as far as it is known before its blocks are read: header and tokens, verified. */
+export interface AgentPreamble {
+  tenant: string;
+  agentId: string;
+  tokens: Uint32Array;
+  blockHashes: string[];
+  blockCount: number;
+  updatedAt: number;
+}
+
+/** Where AgentStore.loadInto puts an agent's blocks as they are read and verified. */
+export interface AgentBlockSink {
+  /**
+   * Called once, when the header and tokens have passed their checks and before any block is read;
+   * false declines the load (e.g. no room now): loadInto returns "declined" and the file stays.
+   */
+  begin(preamble: AgentPreamble): boolean | Promise<boolean>;
+  /**
+   * Blocks first … first + n − 1, back to back in `bytes` (n · bytesPerBlock bytes), each already
+   * verified. `bytes` is reused once this returns. A later block can still fail (loadInto then
+   * returns "miss"): nothing taken here may be used before loadInto returns "loaded".
+   */
+  blocks(first: number, bytes: Uint8Array): void;
 }
 
 export interface WarmEntry {
@@ -170,6 +197,39 @@ export class AgentStore {
         return { tenant, agentId, tokens, blockHashes: header.blockHashes, blocks, updatedAt: header.updatedAt };
       } catch (error) {
         return await this.unusable(path, error);
+      } finally {
+        await handle?.close();
+      }
+    });
+  }
+
+  /**
+   * The streaming load (AgentMemory's reload): like `load`, but blocks go to `sink` chunk by chunk
+   * as they are read and verified, through a few reused buffers, instead of being gathered in memory.
+   * "loaded": every block reached the sink and passed; "miss": absent or unusable (quarantined or
+   * logged as `load` does) — whatever the sink took is to be discarded; "declined": the sink's
+   * `begin` said no, the file is left as it is. Throws only InvalidAgentIdError, or what the sink throws.
+   */
+  async loadInto(tenant: string, agentId: string, sink: AgentBlockSink): Promise<"loaded" | "miss" | "declined"> {
+    const name = AgentStore.fileName(tenant, agentId);
+    return this.exclusive(name, async () => {
+      const inspected = await this.inspect(name);
+      if (!inspected) return "miss";
+      const { path, header } = inspected;
+      let handle: FileHandle | undefined;
+      try {
+        handle = await open(path, "r");
+        const tokens = await readAgentTokens(handle, header);
+        const { blockHashes, updatedAt } = header;
+        const preamble = { tenant, agentId, tokens, blockHashes, blockCount: header.blocks.length, updatedAt };
+        if (!(await sinkCall(() => sink.begin(preamble)))) return "declined";
+        await readAgentBlocks(handle, header, "reused", (first, bytes) => sinkCall(() => sink.blocks(first, bytes)));
+        return "loaded";
+      } catch (error) {
+        // The sink's own failures are not the file's fault: no quarantine for them.
+        if (error instanceof SinkFailure) throw error.cause;
+        await this.unusable(path, error);
+        return "miss";
       } finally {
         await handle?.close();
       }
@@ -348,6 +408,24 @@ export class AgentStore {
       if (this.queues.get(key) === tail) this.queues.delete(key);
     });
     return run;
+  }
+}
+
+/** An error thrown by an AgentBlockSink, carried past the file's error handling unchanged. */
+class SinkFailure extends Error {
+  constructor(override readonly cause: unknown) {
+    super("agent block sink failed");
+  }
+}
+
+function sinkCall<T>(call: () => T): T {
+  try {
+    const result = call();
+    return result instanceof Promise
+      ? (result.catch((error: unknown) => Promise.reject(new SinkFailure(error))) as T)
+      : result;
+  } catch (error) {
+    throw new SinkFailure(error);
   }
 }
 

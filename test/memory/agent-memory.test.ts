@@ -4,6 +4,8 @@
  * divergence, shared between agents, reloaded from disk, or after a restart (8-bit storage: see
  * kv-quantization.test.ts).
  */
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Backend, KvStorage } from "../../backends/contract.js";
 import { createBackend } from "../../backends/registry.js";
@@ -16,7 +18,7 @@ import type { LanguageModel } from "../../src/model/architecture.js";
 import { loadModel } from "../../src/model/load.js";
 import { loadTokenizer, type ModelTokenizer } from "../../src/model/tokenizer.js";
 import { AgentMemory } from "../../src/memory/agent-memory.js";
-import { fingerprintModel } from "../../src/memory/persistence.js";
+import { AgentStore, fingerprintModel } from "../../src/memory/persistence.js";
 import { scratchDir, testModelDirectory } from "../support/cli.js";
 
 const GREEDY = samplingParams({ temperature: 0 });
@@ -194,6 +196,26 @@ describe("agent KV memory", () => {
     const afterRestart = await ask(restarted.engine, { agentId: "agent-2", tenant: "t1" }, followUp2);
     expect(afterRestart.cached).toBe(prompts[2]!.length + firstTurns[2]!.tokens.length - 1);
     expect(afterRestart.tokens).toEqual(await reference(followUp2));
+  }, 60_000);
+
+  it("an agent whose file rotted on disk is prefilled again, with unchanged output, and its file set aside", async () => {
+    const cacheDir = scratchDir();
+    const { engine, memory } = engineWith({ cacheDir });
+    const scope = { agentId: "rotten", tenant: "t1" };
+    const prompt = [...text("A private preamble nobody else has. "), ...system, ...text(" User: hi.")];
+    const first = await ask(engine, scope, prompt);
+    expect(await memory.evictAgent("t1", "rotten")).toBe(true);
+    const path = join(cacheDir, AgentStore.fileName("t1", "rotten"));
+    const file = readFileSync(path);
+    file[file.length - 1]! ^= 0x01; // in the last block's data
+    writeFileSync(path, file);
+
+    const followUp = [...prompt, ...first.tokens, ...text(" Continue.")];
+    const turn = await ask(engine, scope, followUp);
+    expect(turn.tokens).toEqual(await reference(followUp));
+    expect(memory.stats()).toMatchObject({ hits: { warm: 0 }, reloads: 0 });
+    expect(existsSync(path)).toBe(false);
+    expect(readdirSync(join(cacheDir, "quarantine"))).toHaveLength(1);
   }, 60_000);
 
   it("deleting an agent removes it from memory and disk", async () => {

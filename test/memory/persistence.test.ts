@@ -170,6 +170,66 @@ describe("AgentStore", () => {
     expect(warnings()[0]).toMatch(/corrupt: block 6 fails its checksum/);
   });
 
+  it("loadInto streams verified blocks in file order; a bad block later on is a miss, quarantined", async () => {
+    const directory = scratchDir();
+    const big = { ...IDENTITY, bytesPerBlock: 3 * 1024 * 1024 + 4 }; // 2 blocks per 8 MiB read chunk
+    const { store, warnings } = storeIn(directory, big);
+    const agent = record("t", "streamed", 4 * 12 + 3, big);
+    const { path } = await store.save(agent);
+    const received: { first: number; copy: Buffer }[] = [];
+    const begun: unknown[] = [];
+    const sink = {
+      begin: (preamble: unknown) => (begun.push(preamble), true),
+      // The bytes are reused once this returns: keep a copy.
+      blocks: (first: number, bytes: Uint8Array) => void received.push({ first, copy: Buffer.from(bytes) }),
+    };
+    expect(await store.loadInto("t", "streamed", sink)).toBe("loaded");
+    expect(begun).toEqual([
+      {
+        tenant: "t",
+        agentId: "streamed",
+        tokens: agent.tokens,
+        blockHashes: agent.blockHashes,
+        blockCount: 13,
+        updatedAt: agent.updatedAt,
+      },
+    ]);
+    expect(received.map(({ first }) => first)).toEqual([0, 2, 4, 6, 8, 10, 12]);
+    expect(Buffer.concat(received.map(({ copy }) => copy)).equals(Buffer.concat(agent.blocks))).toBe(true);
+
+    // Block 7 rots: the sink has had blocks 0–5 when the miss is reported, and never sees 6 or 7.
+    const offset = (await tensorOffset(path, "block.7")) + 17;
+    patch(path, offset, new Uint8Array([readFileSync(path)[offset]! ^ 0x01]));
+    received.length = 0;
+    expect(await store.loadInto("t", "streamed", sink)).toBe("miss");
+    expect(received.map(({ first }) => first)).toEqual([0, 2, 4]);
+    expect(existsSync(path)).toBe(false);
+    expect(quarantined(directory)).toHaveLength(1);
+    expect(warnings()).toHaveLength(1);
+    expect(warnings()[0]).toMatch(/corrupt: block 7 fails its checksum/);
+    expect(await store.loadInto("t", "streamed", sink)).toBe("miss");
+    expect(warnings()).toHaveLength(1);
+  });
+
+  it("loadInto: a sink that declines or fails leaves the file alone", async () => {
+    const directory = scratchDir();
+    const { store, warnings } = storeIn(directory);
+    const agent = record("t", "kept", 4 * 5 + 1);
+    const { path } = await store.save(agent);
+    const refuse = { begin: () => Promise.resolve(false), blocks: () => expect.fail("declined, yet given blocks") };
+    expect(await store.loadInto("t", "kept", refuse)).toBe("declined");
+    const failing = {
+      begin: () => true,
+      blocks: () => {
+        throw new Error("device lost");
+      },
+    };
+    await expect(store.loadInto("t", "kept", failing)).rejects.toThrow("device lost");
+    expect(existsSync(path)).toBe(true);
+    expect(warnings()).toEqual([]);
+    expectSameRecord(await store.load("t", "kept"), agent);
+  });
+
   it("writes the documented format: safetensors tensors and identity metadata", async () => {
     const { store } = storeIn(scratchDir());
     const { path } = await store.save(record("t", "format", 9));

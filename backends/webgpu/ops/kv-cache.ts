@@ -8,7 +8,7 @@
 import type { KvCache, KvCacheSpec, Tensor } from "../../contract.js";
 import { GpuTensor, Params, type GpuRuntime } from "../runtime.js";
 import { describeShape, grid1d } from "./grid.js";
-import { checkKvBlock, checkKvLayer } from "../../kv-checks.js";
+import { checkKvBlock, checkKvImport, checkKvLayer } from "../../kv-checks.js";
 
 /** Word layout of one layer's key (or value) buffer; kv_cache_write.wgsl's header draws it. */
 export interface KvLayout {
@@ -76,6 +76,8 @@ export class WebGpuKvCache implements KvCache {
   readonly values: GpuTensor[] = [];
   private readonly blockBytes: number;
   private readonly totalBytes: number;
+  /** importBlocks' scratch: one layer part of a run of blocks, gathered for one writeBuffer. */
+  private gather = new Uint8Array(0);
   private disposed = false;
 
   constructor(
@@ -194,18 +196,67 @@ export class WebGpuKvCache implements KvCache {
         `KV cache importBlock: got ${bytes.byteLength} bytes, a block of this cache takes ${this.bytesPerBlock}`,
       );
     }
+    this.upload([block], bytes);
+  }
+
+  /**
+   * Blocks with consecutive ids share one writeBuffer per layer part: the parts are gathered from
+   * the block-major bytes into a scratch buffer first (a copy in the CPU's cache). Per-block writes
+   * of 16 KiB parts ran at ~1.5 GB/s on an H200 host, well under its page-cache read rate; Dawn turns
+   * each writeBuffer into its own staged copy. One submit after the batch lets the GPU copy it while
+   * the next batch is read, and keeps Dawn's staging memory to a batch rather than a whole agent.
+   */
+  importBlocks(blocks: readonly number[], bytes: Uint8Array): void {
+    this.requireLive();
+    checkKvImport(this.spec, this.bytesPerBlock, blocks, bytes);
+    // queue.writeBuffer runs ahead of work still being recorded: submit that work first (see upload).
+    this.runtime.submit();
+    for (let start = 0; start < blocks.length;) {
+      let end = start + 1;
+      while (end < blocks.length && blocks[end] === blocks[end - 1]! + 1) end++;
+      const run = end - start;
+      if (run === 1) {
+        this.upload([blocks[start]!], bytes.subarray(start * this.bytesPerBlock, end * this.bytesPerBlock));
+      } else {
+        if (this.gather.byteLength < run * this.blockBytes) this.gather = new Uint8Array(run * this.blockBytes);
+        const gather = this.gather;
+        this.forEachPart((destination, at) => {
+          for (let i = 0; i < run; i++) {
+            const from = (start + i) * this.bytesPerBlock + at;
+            gather.set(bytes.subarray(from, from + this.blockBytes), i * this.blockBytes);
+          }
+          // writeBuffer takes its copy now, so the scratch buffer is free again on return.
+          this.runtime.device.queue.writeBuffer(
+            destination.buffer,
+            blocks[start]! * this.blockBytes,
+            gather.buffer,
+            gather.byteOffset,
+            run * this.blockBytes,
+          );
+        });
+      }
+      start = end;
+    }
+    this.runtime.device.queue.submit([]);
+  }
+
+  /** blocks[i] ← bytes[i·bytesPerBlock …], one writeBuffer per layer part of each block. */
+  private upload(blocks: readonly number[], bytes: Uint8Array): void {
     // queue.writeBuffer runs ahead of work still being recorded: submit that work first so it sees
-    // the block as it was, and everything recorded from here on sees the imported bytes.
+    // the blocks as they were, and everything recorded from here on sees the imported bytes.
     this.runtime.submit();
     const words = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
-    this.forEachPart((destination, at) => {
-      this.runtime.device.queue.writeBuffer(
-        destination.buffer,
-        block * this.blockBytes,
-        words.buffer,
-        words.byteOffset + at,
-        this.blockBytes,
-      );
+    blocks.forEach((block, index) => {
+      const start = words.byteOffset + index * this.bytesPerBlock;
+      this.forEachPart((destination, at) => {
+        this.runtime.device.queue.writeBuffer(
+          destination.buffer,
+          block * this.blockBytes,
+          words.buffer,
+          start + at,
+          this.blockBytes,
+        );
+      });
     });
   }
 
