@@ -87,6 +87,8 @@ function idList(value: unknown): number[] {
 interface ChatTemplates {
   byName: ReadonlyMap<string, Template>;
   source: string;
+  /** The templates' Jinja text, joined (tool-call format detection reads it). */
+  text: string;
 }
 
 export class ModelTokenizer {
@@ -211,6 +213,11 @@ export class ModelTokenizer {
     return this.templates !== null;
   }
 
+  /** The chat template's Jinja source (all named templates, joined); null when the model has none. */
+  get chatTemplateText(): string | null {
+    return this.templates?.text ?? null;
+  }
+
   /** The prompt text for `messages`, rendered as transformers' apply_chat_template(tokenize=False) renders it. */
   applyChatTemplate(messages: readonly ChatTemplateMessage[], options: ChatTemplateOptions = {}): string {
     if (!this.templates) {
@@ -293,7 +300,7 @@ function readChatTemplates(files: TokenizerFiles, directory: string): ChatTempla
       );
     }
   }
-  return { byName, source };
+  return { byName, source, text: named.map(([, template]) => template as string).join("\n") };
 }
 
 async function readJson(path: string, required: boolean): Promise<Record<string, unknown> | undefined> {

@@ -41,6 +41,8 @@ export interface ChatRequest {
   /** What the client set; the rest comes from the server's defaults. */
   sampling: Partial<SamplingParams>;
   stop: string[];
+  /** OpenAI's response_format: any JSON object (true) or a JSON schema; null for free text. */
+  responseSchema: Record<string, unknown> | true | null;
 }
 
 /** Who is asking, and on which route: the request's memory scope, abort signal and metric label. */

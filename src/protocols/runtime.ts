@@ -5,7 +5,7 @@
  * the way (a prompt too long, sampling out of range, a template that refuses the conversation, an
  * agent id that cannot be stored) comes back as an ApiError the protocol renders in its own shape.
  */
-import { GenerationError, PromptRejectedError, type GenerationEvent } from "../engine/events.js";
+import { GenerationError, PromptRejectedError, type GenerationEvent, type TokenConstraint } from "../engine/events.js";
 import type { Engine } from "../engine/engine.js";
 import { samplingParams, SamplingError, type SamplingParams } from "../engine/sampling.js";
 import type { Logger } from "../logging.js";
@@ -13,6 +13,11 @@ import type { AgentMemory } from "../memory/agent-memory.js";
 import { InvalidAgentIdError, validateAgentId } from "../memory/persistence.js";
 import type { Metrics } from "../metrics.js";
 import { ChatTemplateError, type ModelTokenizer } from "../model/tokenizer.js";
+import { UnconstrainableFormatError } from "../tools/constrained.js";
+import { GrammarError, UnsupportedSchemaError } from "../tools/grammar/index.js";
+import type { ToolCallFormat, ToolCallParser } from "../tools/parsers/index.js";
+import { NoToolFormatError, ToolPlanner } from "../tools/plan.js";
+import { chatEvents, type ChatAnswer, type ChatEvent, type DoneChatEvent } from "../tools/tool-stream.js";
 import type { ChatRequest, RequestScope } from "./chat.js";
 import { renderPrompt } from "./conversation.js";
 import { ApiError } from "./problem.js";
@@ -30,6 +35,8 @@ export interface RuntimeParts {
   tokenizer: ModelTokenizer;
   engine: Engine;
   memory: AgentMemory;
+  /** How the model writes tool calls (from its family and chat template); null: it has no known format. */
+  toolFormat: ToolCallFormat | null;
   defaults: RuntimeDefaults;
   metrics: Metrics;
   logger: Logger;
@@ -38,7 +45,7 @@ export interface RuntimeParts {
 /** A started generation: the prompt as the model sees it, and the events as they come. */
 export interface StartedGeneration {
   promptTokens: number;
-  events: AsyncIterable<GenerationEvent>;
+  events: AsyncIterable<ChatEvent>;
 }
 
 /** Names of sampling parameters on the wire, for errors that name the field the client sent. */
@@ -46,8 +53,11 @@ export type SamplingFieldNames = Partial<Record<keyof SamplingParams, string>>;
 
 export class ChatRuntime {
   readonly startedAt = Math.floor(Date.now() / 1000);
+  private readonly tools: ToolPlanner;
 
-  constructor(readonly parts: RuntimeParts) {}
+  constructor(readonly parts: RuntimeParts) {
+    this.tools = new ToolPlanner(parts.tokenizer, parts.toolFormat);
+  }
 
   get modelId(): string {
     return this.parts.modelId;
@@ -60,8 +70,12 @@ export class ChatRuntime {
   /** The prompt's token ids as the model would see them (count_tokens counts these). */
   promptTokens(request: Pick<ChatRequest, "messages" | "tools" | "toolChoice">): number[] {
     const tools = request.toolChoice === "none" ? null : request.tools;
+    return this.render(request.messages, tools);
+  }
+
+  private render(messages: ChatRequest["messages"], tools: ChatRequest["tools"] | null): number[] {
     try {
-      return renderPrompt(this.parts.tokenizer, request.messages, tools);
+      return renderPrompt(this.parts.tokenizer, messages, tools);
     } catch (error) {
       if (error instanceof ChatTemplateError) {
         throw new ApiError(
@@ -77,8 +91,9 @@ export class ChatRuntime {
   }
 
   start(request: ChatRequest, scope: RequestScope, fieldNames: SamplingFieldNames = {}): StartedGeneration {
-    const promptTokens = this.promptTokens(request);
-    return this.startTokens(promptTokens, request, scope, fieldNames);
+    const plan = this.planTools(request);
+    const promptTokens = this.render(request.messages, plan.promptTools as ChatRequest["tools"] | null);
+    return this.generate(promptTokens, request, scope, fieldNames, plan.parser, plan.constraint);
   }
 
   /** Generation from prompt token ids the caller made (the Agent API's raw-text prompts). */
@@ -87,6 +102,44 @@ export class ChatRuntime {
     request: Pick<ChatRequest, "maxTokens" | "sampling" | "stop">,
     scope: RequestScope,
     fieldNames: SamplingFieldNames = {},
+  ): StartedGeneration {
+    return this.generate(promptTokens, request, scope, fieldNames, null, null);
+  }
+
+  private planTools(request: ChatRequest) {
+    try {
+      return this.tools.plan({
+        tools: request.tools,
+        toolChoice: request.toolChoice,
+        responseSchema: request.responseSchema,
+      });
+    } catch (error) {
+      if (error instanceof UnsupportedSchemaError) {
+        const where = request.responseSchema !== null && request.tools.length === 0 ? "response_format" : "tools";
+        throw new ApiError(
+          "invalid_request",
+          `${where}: the JSON schema keyword "${error.keyword}" is not supported by constrained decoding: ${error.message}`,
+          { param: where },
+        );
+      }
+      if (error instanceof GrammarError && !(error instanceof UnsupportedSchemaError)) {
+        const where = request.responseSchema !== null && request.tools.length === 0 ? "response_format" : "tools";
+        throw new ApiError("invalid_request", `${where}: ${error.message}`, { param: where });
+      }
+      if (error instanceof NoToolFormatError || error instanceof UnconstrainableFormatError) {
+        throw new ApiError("invalid_request", `tool_choice: ${error.message}`, { param: "tool_choice" });
+      }
+      throw error;
+    }
+  }
+
+  private generate(
+    promptTokens: number[],
+    request: Pick<ChatRequest, "maxTokens" | "sampling" | "stop">,
+    scope: RequestScope,
+    fieldNames: SamplingFieldNames,
+    parser: ToolCallParser | null,
+    constraint: TokenConstraint | null,
   ): StartedGeneration {
     const { engine, defaults } = this.parts;
     if (scope.memory.agentId !== null) checkAgentId(scope.memory.agentId);
@@ -119,6 +172,7 @@ export class ChatRuntime {
         signal: scope.signal,
         memory: scope.memory,
         skipSpecialTokens: true,
+        constraint: constraint ?? undefined,
       });
     } catch (error) {
       if (error instanceof PromptRejectedError) {
@@ -127,7 +181,10 @@ export class ChatRuntime {
       if (error instanceof GenerationError) throw new ApiError("unavailable", error.message);
       throw error;
     }
-    return { promptTokens: promptTokens.length, events: this.measured(events, scope.endpoint, started) };
+    return {
+      promptTokens: promptTokens.length,
+      events: chatEvents(this.measured(events, scope.endpoint, started), parser),
+    };
   }
 
   /** Counts generated tokens and generation time per endpoint as the events pass. */
@@ -159,24 +216,23 @@ function checkAgentId(agentId: string): void {
   }
 }
 
-export type DoneEvent = Extract<GenerationEvent, { type: "done" }>;
-
-/** A whole answer, for the non-streaming responses: its text and how it ended. */
-export async function collectAnswer(
-  events: AsyncIterable<GenerationEvent>,
-): Promise<{ text: string; done: DoneEvent }> {
+/** A whole answer, for the non-streaming responses: its text, its complete tool calls, how it ended. */
+export async function collectAnswer(events: AsyncIterable<ChatEvent>): Promise<ChatAnswer> {
   let text = "";
-  let done: DoneEvent | null = null;
+  const toolCalls: ChatAnswer["toolCalls"] = [];
+  let done: DoneChatEvent | null = null;
   try {
     for await (const event of events) {
-      if (event.type === "delta") text += event.text;
+      if (event.type === "text") text += event.text;
+      else if (event.type === "tool_call_start") toolCalls[event.index] = { name: event.name, arguments: {} };
+      else if (event.type === "tool_call_end") toolCalls[event.index]!.arguments = event.arguments;
       else if (event.type === "done") done = event;
     }
   } catch (error) {
     throw new ApiError("internal", `generation failed: ${(error as Error).message}`);
   }
   if (!done) throw new ApiError("internal", "generation ended without a result");
-  return { text, done };
+  return { text, toolCalls, done };
 }
 
 /** A runtime that may not be there yet: routes are mounted when the server listens, before the model loads. */

@@ -207,6 +207,27 @@ describe("rendering conversations agent clients send", () => {
     );
   });
 
+  it("keeps the prefix stable through tool calls and their results, turn after turn", () => {
+    const tools = [{ name: "lookup", description: "Look something up", parameters: { type: "object" } }];
+    for (const [arch, tokenizer] of Object.entries(tokenizers)) {
+      const history: ChatMessage[] = [{ role: "user", content: "Find the answer." }];
+      let previous = renderPrompt(tokenizer, history, tools);
+      for (let turn = 0; turn < 3; turn++) {
+        const id = `call_${turn}`;
+        history.push({
+          role: "assistant",
+          content: "",
+          toolCalls: [{ id, name: "lookup", arguments: { q: `step ${turn}` } }],
+        });
+        history.push({ role: "tool", content: `result ${turn}`, toolCallId: id });
+        const prompt = renderPrompt(tokenizer, history, tools);
+        expect(isPrefix(previous, prompt), `${arch}, turn ${turn}`).toBe(true);
+        expect(renderPrompt(tokenizer, history, tools), arch).toEqual(prompt);
+        previous = prompt;
+      }
+    }
+  });
+
   it("renders each turn's prompt as a prefix of the next turn's, so the agent's cache stays valid", () => {
     for (const [arch, tokenizer] of Object.entries({ ...tokenizers, strictGemma })) {
       const history: ChatMessage[] = [{ role: "system", content: "You are terse." }];

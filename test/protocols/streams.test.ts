@@ -11,13 +11,15 @@ import { createChatCompletion } from "../../src/protocols/openai/chat-completion
 import type { ProtocolResponse, SseFrame } from "../../src/protocols/response.js";
 import type { ChatRuntime } from "../../src/protocols/runtime.js";
 import { sseStream } from "../../src/server/sse.js";
+import { createToolCallParser } from "../../src/tools/parsers/index.js";
+import { chatEvents } from "../../src/tools/tool-stream.js";
 
 const usage = { promptTokens: 12, cachedTokens: 8, generatedTokens: 2 };
 const timings = { queuedMs: 0, timeToFirstTokenMs: 1, decodeMs: 1, totalMs: 2 };
 
-/** A runtime whose generation is the given script; it ignores the prompt. */
+/** A runtime whose generation is the given script (as the runtime passes it on, with no tool parser). */
 function scripted(script: () => AsyncIterable<GenerationEvent>): ChatRuntime {
-  return { start: () => ({ promptTokens: 12, events: script() }) } as unknown as ChatRuntime;
+  return { start: () => ({ promptTokens: 12, events: chatEvents(script(), null) }) } as unknown as ChatRuntime;
 }
 
 const scope = (agentId: string | null = "agent"): RequestScope => ({
@@ -43,6 +45,27 @@ async function* failing(): AsyncIterable<GenerationEvent> {
   yield { type: "delta", text: "Hel", tokenIds: [1] };
   await nextStep();
   throw new Error("device lost");
+}
+
+/** Text, then a Hermes-style call split across deltas, then end-of-turn. */
+async function* callingTool(): AsyncIterable<GenerationEvent> {
+  yield { type: "prompt", promptTokens: 12, cachedTokens: 8 };
+  for (const text of [
+    "Let me check.\n<tool",
+    '_call>\n{"name": "get_weather", "argu',
+    'ments": {"city": "Oslo"}}\n</tool_call>',
+  ]) {
+    await nextStep();
+    yield { type: "delta", text, tokenIds: [1] };
+  }
+  yield { type: "done", finishReason: "stop", stopSequence: null, usage, timings };
+}
+
+/** A runtime whose generation goes through the Hermes tool-call parser, as in tool_choice auto. */
+function scriptedWithTools(script: () => AsyncIterable<GenerationEvent>): ChatRuntime {
+  const parser = () =>
+    createToolCallParser("hermes", { tools: [{ name: "get_weather", parameters: {} }], streamArguments: false });
+  return { start: () => ({ promptTokens: 12, events: chatEvents(script(), parser()) }) } as unknown as ChatRuntime;
 }
 
 async function frames(response: ProtocolResponse): Promise<SseFrame[]> {
@@ -116,6 +139,53 @@ describe("Anthropic event stream", () => {
       type: "error",
       error: { type: "api_error", message: "generation failed: device lost" },
     });
+  });
+});
+
+describe("tool calls in the streams", () => {
+  it("Anthropic: a text block, then a tool_use block with input_json_delta, then stop_reason tool_use", async () => {
+    const out = await frames(await createMessage(scriptedWithTools(callingTool), anthropicBody, scope()));
+    const payloads = out.map(json);
+    expect(payloads.map((payload) => payload.type)).toEqual([
+      "message_start",
+      "content_block_start",
+      "content_block_delta",
+      "content_block_stop",
+      "content_block_start",
+      "content_block_delta",
+      "content_block_stop",
+      "message_delta",
+      "message_stop",
+    ]);
+    expect(payloads[2]).toMatchObject({ index: 0, delta: { type: "text_delta", text: "Let me check." } });
+    expect(payloads[4]).toMatchObject({
+      index: 1,
+      content_block: { type: "tool_use", name: "get_weather", input: {} },
+    });
+    expect((payloads[4]!.content_block as { id: string }).id).toMatch(/^toolu_/);
+    expect(payloads[5]).toEqual({
+      type: "content_block_delta",
+      index: 1,
+      delta: { type: "input_json_delta", partial_json: '{"city":"Oslo"}' },
+    });
+    expect(payloads[7]).toMatchObject({ delta: { stop_reason: "tool_use" } });
+  });
+
+  it("OpenAI: tool_calls deltas with an id and name, argument fragments, finish_reason tool_calls", async () => {
+    const out = await frames(await createChatCompletion(scriptedWithTools(callingTool), openaiBody, scope()));
+    const deltas = out.slice(0, -1).map(json) as Array<{
+      choices: Array<{ delta: Record<string, unknown>; finish_reason: string | null }>;
+    }>;
+    const toolDeltas = deltas.flatMap((chunk) => (chunk.choices[0]?.delta.tool_calls as object[] | undefined) ?? []);
+    expect(toolDeltas[0]).toMatchObject({
+      index: 0,
+      type: "function",
+      function: { name: "get_weather", arguments: "" },
+    });
+    expect((toolDeltas[0] as { id: string }).id).toMatch(/^call_/);
+    expect(toolDeltas.slice(1)).toEqual([{ index: 0, function: { arguments: '{"city":"Oslo"}' } }]);
+    expect(deltas.map((chunk) => chunk.choices[0]?.finish_reason).filter(Boolean)).toEqual(["tool_calls"]);
+    expect(deltas.map((chunk) => chunk.choices[0]?.delta.content).filter(Boolean)).toEqual(["Let me check."]);
   });
 });
 

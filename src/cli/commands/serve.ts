@@ -8,6 +8,7 @@ import { fingerprintModel } from "../../memory/persistence.js";
 import { openModel, type OpenedModel } from "../../model/open.js";
 import { ChatRuntime, RuntimeSlot } from "../../protocols/runtime.js";
 import { mountProtocolRoutes } from "../../server/routes.js";
+import { toolCallFormatFor } from "../../tools/parsers/index.js";
 import { startServer } from "../../server/serve.js";
 import { VERSION } from "../../version.js";
 import { parseCommandLine, settingFlagsHelp } from "../args.js";
@@ -107,6 +108,7 @@ export async function runServe(args: string[]): Promise<number> {
       tokenizer: opened.tokenizer,
       engine: engine,
       memory: agentMemory,
+      toolFormat: toolCallFormatFor(opened.config.architecture, opened.tokenizer.chatTemplateText),
       defaults: {
         maxTokens: config.mlxDefaultMaxTokens,
         temperature: config.mlxDefaultTemperature,

@@ -162,6 +162,7 @@ export async function generateForAgent(
             messages: request.messages as ChatMessage[],
             tools: [],
             toolChoice: "none",
+            responseSchema: null,
             ...chat,
           },
           requestScope,

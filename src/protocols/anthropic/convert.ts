@@ -118,5 +118,6 @@ export function toChatRequest(request: MessagesRequest): ChatRequest {
     maxTokens: request.max_tokens,
     sampling: { temperature: request.temperature, topP: request.top_p, topK: request.top_k },
     stop: request.stop_sequences ?? [],
+    responseSchema: null,
   };
 }

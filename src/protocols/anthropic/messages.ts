@@ -9,7 +9,8 @@
  * not kept, i.e. a request that names no agent).
  */
 import { randomBytes } from "node:crypto";
-import type { FinishReason, GenerationEvent, Usage } from "../../engine/events.js";
+import type { FinishReason, Usage } from "../../engine/events.js";
+import type { ChatEvent } from "../../tools/tool-stream.js";
 import type { RequestScope } from "../chat.js";
 import { dataFrame, json, type ProtocolResponse, type SseFrame } from "../response.js";
 import { collectAnswer, type ChatRuntime } from "../runtime.js";
@@ -34,8 +35,10 @@ export function anthropicId(prefix: string): string {
   return id;
 }
 
-export function stopReason(reason: FinishReason): string {
+export function stopReason(reason: FinishReason | "tool_calls"): string {
   switch (reason) {
+    case "tool_calls":
+      return "tool_use";
     case "length":
       return "max_tokens";
     case "stop_sequence":
@@ -79,56 +82,99 @@ export async function createMessage(
     };
   }
 
-  const { text, done } = await collectAnswer(generation.events);
+  const { text, toolCalls, done } = await collectAnswer(generation.events);
   return json({
     id,
     type: "message",
     role: "assistant",
     model: request.model,
-    content: text === "" ? [] : [{ type: "text", text }],
+    content: [
+      ...(text === "" ? [] : [{ type: "text", text }]),
+      ...toolCalls.map((call) => ({
+        type: "tool_use",
+        id: anthropicId("toolu"),
+        name: call.name,
+        input: call.arguments,
+      })),
+    ],
     stop_reason: stopReason(done.finishReason),
     stop_sequence: done.stopSequence,
     usage: { ...inputUsage(done.usage, scope), output_tokens: done.usage.generatedTokens },
   });
 }
 
+/**
+ * Content blocks as Anthropic streams them: a text block opened at the first text, closed when a tool
+ * call starts; each call a `tool_use` block whose input arrives as `input_json_delta` fragments.
+ */
 async function* streamMessage(
-  events: AsyncIterable<GenerationEvent>,
+  events: AsyncIterable<ChatEvent>,
   message: { id: string; model: string; scope: RequestScope },
 ): AsyncIterable<SseFrame> {
   const frame = (payload: { type: string } & Record<string, unknown>) => dataFrame(payload, payload.type);
-  let textBlockOpen = false;
+  let blocks = 0;
+  let open: "text" | "tool_use" | null = null;
+  const close = function* () {
+    if (open !== null) yield frame({ type: "content_block_stop", index: blocks - 1 });
+    open = null;
+  };
   try {
     for await (const event of events) {
-      if (event.type === "prompt") {
-        yield frame({
-          type: "message_start",
-          message: {
-            id: message.id,
-            type: "message",
-            role: "assistant",
-            model: message.model,
-            content: [],
-            stop_reason: null,
-            stop_sequence: null,
-            usage: { ...inputUsage(event, message.scope), output_tokens: 0 },
-          },
-        });
-      } else if (event.type === "delta") {
-        if (event.text === "") continue;
-        if (!textBlockOpen) {
-          yield frame({ type: "content_block_start", index: 0, content_block: { type: "text", text: "" } });
-          textBlockOpen = true;
-        }
-        yield frame({ type: "content_block_delta", index: 0, delta: { type: "text_delta", text: event.text } });
-      } else {
-        if (textBlockOpen) yield frame({ type: "content_block_stop", index: 0 });
-        yield frame({
-          type: "message_delta",
-          delta: { stop_reason: stopReason(event.finishReason), stop_sequence: event.stopSequence },
-          usage: { ...inputUsage(event.usage, message.scope), output_tokens: event.usage.generatedTokens },
-        });
-        yield frame({ type: "message_stop" });
+      switch (event.type) {
+        case "prompt":
+          yield frame({
+            type: "message_start",
+            message: {
+              id: message.id,
+              type: "message",
+              role: "assistant",
+              model: message.model,
+              content: [],
+              stop_reason: null,
+              stop_sequence: null,
+              usage: { ...inputUsage(event, message.scope), output_tokens: 0 },
+            },
+          });
+          break;
+        case "text":
+          if (open !== "text") {
+            yield* close();
+            yield frame({ type: "content_block_start", index: blocks++, content_block: { type: "text", text: "" } });
+            open = "text";
+          }
+          yield frame({
+            type: "content_block_delta",
+            index: blocks - 1,
+            delta: { type: "text_delta", text: event.text },
+          });
+          break;
+        case "tool_call_start":
+          yield* close();
+          yield frame({
+            type: "content_block_start",
+            index: blocks++,
+            content_block: { type: "tool_use", id: anthropicId("toolu"), name: event.name, input: {} },
+          });
+          open = "tool_use";
+          break;
+        case "tool_call_arguments":
+          yield frame({
+            type: "content_block_delta",
+            index: blocks - 1,
+            delta: { type: "input_json_delta", partial_json: event.fragment },
+          });
+          break;
+        case "tool_call_end":
+          yield* close();
+          break;
+        case "done":
+          yield* close();
+          yield frame({
+            type: "message_delta",
+            delta: { stop_reason: stopReason(event.finishReason), stop_sequence: event.stopSequence },
+            usage: { ...inputUsage(event.usage, message.scope), output_tokens: event.usage.generatedTokens },
+          });
+          yield frame({ type: "message_stop" });
       }
     }
   } catch (error) {

@@ -6,7 +6,8 @@
  * came from agent memory.
  */
 import { randomBytes } from "node:crypto";
-import type { FinishReason, GenerationEvent, Usage } from "../../engine/events.js";
+import type { FinishReason, Usage } from "../../engine/events.js";
+import type { ChatEvent } from "../../tools/tool-stream.js";
 import type { ChatMessage, ChatRequest, RequestScope, ToolChoice, ToolDefinition } from "../chat.js";
 import { dataFrame, json, type ProtocolResponse, type SseFrame } from "../response.js";
 import { collectAnswer, type ChatRuntime, type SamplingFieldNames } from "../runtime.js";
@@ -95,13 +96,13 @@ function convertTools(request: ChatCompletionRequest): { tools: ToolDefinition[]
 export function toChatRequest(request: ChatCompletionRequest): ChatRequest {
   if (request.n != null && request.n !== 1) throw fieldError("n", "only n = 1 is supported (one choice per request)");
   if (request.logprobs) throw fieldError("logprobs", "log probabilities are not supported by this server");
-  const format = request.response_format?.type ?? "text";
-  if (format !== "text") {
-    throw fieldError(
-      "response_format",
-      `${format} output needs constrained decoding, which this build does not have yet`,
-    );
-  }
+  const format = request.response_format;
+  const responseSchema =
+    format?.type === "json_object"
+      ? true
+      : format?.type === "json_schema"
+        ? ((format.json_schema.schema as Record<string, unknown> | undefined) ?? true)
+        : null;
   const stop = request.stop == null ? [] : typeof request.stop === "string" ? [request.stop] : request.stop;
   return {
     model: request.model,
@@ -119,11 +120,12 @@ export function toChatRequest(request: ChatCompletionRequest): ChatRequest {
       repetitionPenalty: request.repetition_penalty ?? undefined,
     },
     stop,
+    responseSchema,
   };
 }
 
-export const finishReason = (reason: FinishReason) =>
-  reason === "length" || reason === "context_length" ? "length" : "stop";
+export const finishReason = (reason: FinishReason | "tool_calls") =>
+  reason === "tool_calls" ? "tool_calls" : reason === "length" || reason === "context_length" ? "length" : "stop";
 
 export function openAIUsage(usage: Usage) {
   return {
@@ -144,6 +146,11 @@ export function completionId(): string {
   return `chatcmpl-${randomBytes(15).toString("base64url")}`;
 }
 
+/** Tool-call ids in OpenAI's style. */
+export function callId(): string {
+  return `call_${randomBytes(18).toString("base64url").replace(/[-_]/g, "x")}`;
+}
+
 export async function createChatCompletion(
   runtime: ChatRuntime,
   body: unknown,
@@ -160,7 +167,12 @@ export async function createChatCompletion(
     };
   }
 
-  const { text, done } = await collectAnswer(generation.events);
+  const { text, toolCalls, done } = await collectAnswer(generation.events);
+  const calls = toolCalls.map((call) => ({
+    id: callId(),
+    type: "function",
+    function: { name: call.name, arguments: JSON.stringify(call.arguments) },
+  }));
   return json({
     ...head,
     object: "chat.completion",
@@ -168,7 +180,13 @@ export async function createChatCompletion(
     choices: [
       {
         index: 0,
-        message: { role: "assistant", content: text, refusal: null, annotations: [] },
+        message: {
+          role: "assistant",
+          content: calls.length > 0 && text === "" ? null : text,
+          refusal: null,
+          annotations: [],
+          ...(calls.length > 0 ? { tool_calls: calls } : {}),
+        },
         logprobs: null,
         finish_reason: finishReason(done.finishReason),
       },
@@ -178,7 +196,7 @@ export async function createChatCompletion(
 }
 
 async function* streamCompletion(
-  events: AsyncIterable<GenerationEvent>,
+  events: AsyncIterable<ChatEvent>,
   head: { id: string; created: number; model: string },
   includeUsage: boolean,
   scope: RequestScope,
@@ -194,9 +212,18 @@ async function* streamCompletion(
   try {
     for await (const event of events) {
       if (event.type === "prompt") yield chunk({ role: "assistant", content: "", refusal: null }, null);
-      else if (event.type === "delta") {
-        if (event.text !== "") yield chunk({ content: event.text }, null);
-      } else {
+      else if (event.type === "text") yield chunk({ content: event.text }, null);
+      else if (event.type === "tool_call_start") {
+        const call = {
+          index: event.index,
+          id: callId(),
+          type: "function",
+          function: { name: event.name, arguments: "" },
+        };
+        yield chunk({ tool_calls: [call] }, null);
+      } else if (event.type === "tool_call_arguments") {
+        yield chunk({ tool_calls: [{ index: event.index, function: { arguments: event.fragment } }] }, null);
+      } else if (event.type === "done") {
         yield chunk({}, finishReason(event.finishReason));
         if (includeUsage) {
           yield dataFrame({
