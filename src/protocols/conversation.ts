@@ -14,6 +14,8 @@
  * every turn and the agent's cache prefix stays valid.
  */
 import { ChatTemplateError, type ChatTemplateMessage, type ModelTokenizer } from "../model/tokenizer.js";
+import type { ToolCallFormat } from "../tools/parsers/index.js";
+import { templateHandlesTools, writeToolsIntoMessages } from "../tools/prompt.js";
 import type { ChatMessage, ToolDefinition } from "./chat.js";
 
 /** Turns of the same role in a row become one (text joined by a blank line, tool calls concatenated). */
@@ -85,13 +87,29 @@ export function templateTools(tools: readonly ToolDefinition[]): Array<Record<st
 
 /**
  * The prompt's token ids, ending with the template's generation prompt. `tools` null keeps tools out
- * of the prompt entirely (tool_choice none, or a request without tools).
+ * of the prompt entirely (tool_choice none, or a request without tools). A template without tool
+ * support (Gemma 3's) gets tools, calls and results written into the messages in the family's
+ * documented convention (src/tools/prompt.ts).
  */
 export function renderPrompt(
   tokenizer: ModelTokenizer,
-  messages: readonly ChatMessage[],
-  tools: readonly ToolDefinition[] | null,
+  conversation: readonly ChatMessage[],
+  offered: readonly ToolDefinition[] | null,
+  toolFormat: ToolCallFormat | null = null,
 ): number[] {
+  let messages = conversation;
+  let tools = offered;
+  if (tools && tools.length > 0 && !templateHandlesTools(tokenizer.chatTemplateText)) {
+    const written = writeToolsIntoMessages(toolFormat, messages, tools);
+    if (written) {
+      messages = written.map((message): ChatMessage =>
+        message.role === "assistant"
+          ? { role: "assistant", content: message.content, toolCalls: [] }
+          : { role: message.role, content: message.content },
+      );
+      tools = null;
+    }
+  }
   const toolNames = new Map<string, string>();
   for (const message of messages) {
     if (message.role === "assistant") for (const call of message.toolCalls) toolNames.set(call.id, call.name);

@@ -75,7 +75,7 @@ export class ChatRuntime {
 
   private render(messages: ChatRequest["messages"], tools: ChatRequest["tools"] | null): number[] {
     try {
-      return renderPrompt(this.parts.tokenizer, messages, tools);
+      return renderPrompt(this.parts.tokenizer, messages, tools, this.parts.toolFormat);
     } catch (error) {
       if (error instanceof ChatTemplateError) {
         throw new ApiError(

@@ -228,6 +228,41 @@ describe("rendering conversations agent clients send", () => {
     }
   });
 
+  it("writes tools into the messages for Gemma 3's own template, which ignores them, as the documented convention", () => {
+    const tools = [
+      {
+        name: "get_weather",
+        description: "Weather for a city",
+        parameters: { type: "object", properties: { city: { type: "string" } } },
+      },
+      { name: "get_time", description: "Time now", parameters: { type: "object", properties: {} } },
+    ];
+    const withTools: ChatMessage[] = [
+      { role: "system", content: "You are terse." },
+      { role: "user", content: "Weather and time in Oslo?" },
+      {
+        role: "assistant",
+        content: "Checking.",
+        toolCalls: [
+          { id: "a", name: "get_weather", arguments: { city: "Oslo", days: [1, 2], options: { metric: true } } },
+          { id: "b", name: "get_time", arguments: {} },
+        ],
+      },
+      { role: "tool", content: "rain", toolCallId: "a" },
+      { role: "tool", content: "12:00", toolCallId: "b" },
+      { role: "assistant", content: "Rainy, noon.", toolCalls: [] },
+      { role: "user", content: "Thanks." },
+    ];
+    // The fixture's Gemma template renders the convention itself; Gemma's own template gets it from us.
+    const expected = tokenizers.gemma3_text!.decode(
+      renderPrompt(tokenizers.gemma3_text!, withTools, tools, "gemma_pythonic"),
+    );
+    const written = strictGemma.decode(renderPrompt(strictGemma, withTools, tools, "gemma_pythonic"));
+    expect(written).toBe(expected);
+    expect(written).toContain('[get_weather(city="Oslo", days=[1, 2], options={"metric": true}), get_time()]');
+    expect(written).toContain("```tool_output\nrain\n```\n```tool_output\n12:00\n```");
+  });
+
   it("renders each turn's prompt as a prefix of the next turn's, so the agent's cache stays valid", () => {
     for (const [arch, tokenizer] of Object.entries({ ...tokenizers, strictGemma })) {
       const history: ChatMessage[] = [{ role: "system", content: "You are terse." }];
