@@ -50,6 +50,7 @@ afterAll(async () => {
 });
 
 describe("a Claude Code request", () => {
+  // ~20K prompt tokens prefilled on a CPU (lavapipe) take most of a minute, more beside other tests.
   it("gets a well-formed stream, and its next turn reads the whole previous prompt from memory", async () => {
     const sessionId = "4f1c2a7e-0d3b-4c55-9a1e-claude-code-test";
     const { headers, body } = claudeCodeRequest(sessionId);
@@ -103,5 +104,5 @@ describe("a Claude Code request", () => {
     expect(final.stop_reason).toBe("max_tokens");
     expect(final.usage.cache_read_input_tokens).toBeGreaterThanOrEqual(promptTokens);
     expect(final.usage.input_tokens).toBe(0);
-  });
+  }, 300_000);
 });
