@@ -6,8 +6,12 @@
  */
 import type { TokenConstraint } from "../engine/events.js";
 import type { ToolCallFormat } from "./parsers/index.js";
+import { isJsonParameter } from "./parsers/qwen3-coder.js";
 import {
+  ANNOTATION_KEYWORDS,
   createMatcher,
+  GrammarError,
+  UnsupportedSchemaError,
   type CompiledGrammar,
   type GrammarMatcher,
   type GrammarNode,
@@ -19,7 +23,7 @@ export interface ConstrainedTool {
   parameters: Record<string, unknown>;
 }
 
-/** A format whose arguments are not JSON values cannot be constrained by a JSON grammar. */
+/** A format whose calls no grammar here can write (none today; the protocol layer answers it with a 400). */
 export class UnconstrainableFormatError extends Error {
   override name = "UnconstrainableFormatError";
 }
@@ -64,16 +68,61 @@ const sequence = (...items: GrammarNode[]): GrammarNode => ({ kind: "sequence", 
 
 /** Gemma's pythonic call: `name(a=<json>, b=<json>)` over the schema's required properties, in order. */
 function pythonicCall(tool: ConstrainedTool): GrammarNode {
-  const properties = (tool.parameters.properties ?? {}) as Record<string, Record<string, unknown>>;
-  const required = new Set(Array.isArray(tool.parameters.required) ? (tool.parameters.required as string[]) : []);
   const items: GrammarNode[] = [literal(`${tool.name}(`)];
-  Object.keys(properties)
-    .filter((name) => required.has(name))
-    .forEach((name, index) => {
-      items.push(literal(`${index > 0 ? ", " : ""}${name}=`), json(properties[name]!));
-    });
+  requiredProperties(tool).forEach(([name, schema], index) => {
+    items.push(literal(`${index > 0 ? ", " : ""}${name}=`), json(schema));
+  });
   items.push(literal(")"));
   return sequence(...items);
+}
+
+/** Keywords a raw text value can enforce besides annotations; others are refused by name. */
+const TEXT_KEYWORDS = new Set(["type", "minLength", "maxLength", "enum", "const", "nullable"]);
+
+/**
+ * A Qwen3-Coder parameter value as its parser reads it: JSON when the schema allows only non-string
+ * types, raw text otherwise. Text cannot contain `<`, so it cannot close its tag early (the parser
+ * would end the value at `</parameter>`); an enum or const of strings is one of its members verbatim.
+ * (A string inside a JSON object or array value is not kept from containing `</parameter>`.)
+ */
+function xmlValue(schema: Record<string, unknown>): GrammarNode {
+  if (isJsonParameter(schema)) return json(schema);
+  for (const keyword of Object.keys(schema)) {
+    if (!TEXT_KEYWORDS.has(keyword) && !ANNOTATION_KEYWORDS.has(keyword)) {
+      throw new UnsupportedSchemaError(keyword, "not for a parameter written as raw text");
+    }
+  }
+  const listed = "const" in schema ? [schema.const] : Array.isArray(schema.enum) ? (schema.enum as unknown[]) : null;
+  if (listed !== null) {
+    const texts = listed.filter((value): value is string => typeof value === "string");
+    if (texts.length === 0) throw new GrammarError("a parameter written as raw text needs string enum values");
+    return { kind: "choice", options: texts.map(literal) };
+  }
+  const bound = (keyword: string) => {
+    const value = schema[keyword];
+    if (value === undefined) return undefined;
+    if (typeof value !== "number" || !Number.isInteger(value) || value < 0) {
+      throw new GrammarError(`${keyword} must be a non-negative integer`);
+    }
+    return value;
+  };
+  return { kind: "text", exclude: "<", minLength: bound("minLength"), maxLength: bound("maxLength") };
+}
+
+/** Qwen3-Coder's call body over the schema's required properties, in order, each value on its own lines. */
+function xmlCall(tool: ConstrainedTool): GrammarNode {
+  const items: GrammarNode[] = [literal(`<function=${tool.name}>\n`)];
+  for (const [name, schema] of requiredProperties(tool)) {
+    items.push(literal(`<parameter=${name}>\n`), xmlValue(schema), literal("\n</parameter>\n"));
+  }
+  items.push(literal("</function>"));
+  return sequence(...items);
+}
+
+function requiredProperties(tool: ConstrainedTool): Array<[string, Record<string, unknown>]> {
+  const properties = (tool.parameters.properties ?? {}) as Record<string, Record<string, unknown>>;
+  const required = new Set(Array.isArray(tool.parameters.required) ? (tool.parameters.required as string[]) : []);
+  return Object.entries(properties).filter(([name]) => required.has(name));
 }
 
 function oneCall(format: ToolCallFormat, tool: ConstrainedTool): GrammarNode {
@@ -93,9 +142,7 @@ function oneCall(format: ToolCallFormat, tool: ConstrainedTool): GrammarNode {
     case "gemma_pythonic":
       return sequence(literal("["), pythonicCall(tool), literal("]"));
     case "qwen3_coder":
-      throw new UnconstrainableFormatError(
-        "this model writes tool arguments as XML text, which constrained decoding cannot enforce; use tool_choice auto",
-      );
+      return sequence(literal("<tool_call>\n"), xmlCall(tool), literal("\n</tool_call>"));
   }
 }
 

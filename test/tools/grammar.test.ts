@@ -20,6 +20,8 @@ import {
   type CompiledGrammar,
   type GrammarNode,
 } from "../../src/tools/grammar/index.js";
+import { toolCallGrammar } from "../../src/tools/constrained.js";
+import { createToolCallParser } from "../../src/tools/parsers/index.js";
 import { scratchDir } from "../support/cli.js";
 
 const FAMILIES = ["llama", "qwen3", "gemma3_text"] as const;
@@ -295,6 +297,28 @@ describe("the mask is exact", () => {
     });
   }
 
+  for (const family of FAMILIES) {
+    it(`on ${family}, at every step of walks through raw text between tags`, () => {
+      const random = prng(5);
+      const grammar = compileGrammar({
+        kind: "sequence",
+        items: [
+          { kind: "literal", text: "<v>\n" },
+          { kind: "text", exclude: "<&", minLength: 1, maxLength: 10 },
+          { kind: "literal", text: "\n</v>" },
+        ],
+      });
+      let checked = 0;
+      for (let sample = 0; sample < 4; sample++) {
+        randomWalk(grammar, fixtures[family], random, (prefix, mask) => {
+          checked++;
+          expect(allowedIds(mask)).toEqual(allowedIds(bruteForce(grammar, fixtures[family], prefix)));
+        });
+      }
+      expect(checked).toBeGreaterThan(10);
+    });
+  }
+
   it("splits UTF-8 characters across tokens only where a continuation byte may follow", () => {
     const { tokenizer, vocabulary, endTokenIds } = fixtures.gemma3_text;
     const grammar = compileGrammar({
@@ -313,6 +337,100 @@ describe("the mask is exact", () => {
     for (const id of tokenizer.encode('rich"}', { addSpecialTokens: false })) matcher.accept(id);
     expect(matcher.isComplete()).toBe(true);
     expect(allowedIds(matcher.mask())).toEqual([...endTokenIds].sort((a, b) => a - b));
+  });
+});
+
+describe("raw text", () => {
+  it("is valid UTF-8 without the excluded characters, within its length bounds in code points", () => {
+    const grammar = compileGrammar({ kind: "text", exclude: "<>", minLength: 2, maxLength: 9 });
+    const random = prng(31);
+    const distinct = new Set<string>();
+    for (const family of FAMILIES) {
+      for (let sample = 0; sample < 15; sample++) {
+        const { text } = randomWalk(grammar, fixtures[family], random); // decoding strictly: valid UTF-8
+        expect(text).not.toMatch(/[<>]/);
+        expect([...text].length, JSON.stringify(text)).toBeGreaterThanOrEqual(2);
+        expect([...text].length, JSON.stringify(text)).toBeLessThanOrEqual(9);
+        distinct.add(text);
+      }
+    }
+    expect(distinct.size).toBeGreaterThan(30);
+    // Newlines, quotes and backslashes are plain text here, unlike inside a JSON string.
+    const nfa = grammar.nfa;
+    const accepts = (text: string) => nfa.isFinal(nfa.run(nfa.initial(), new TextEncoder().encode(text)));
+    expect(accepts('a\n"\\ü€😀')).toBe(true);
+    expect(accepts("a")).toBe(false);
+    expect(accepts("abcdefghij")).toBe(false);
+    expect(accepts("a<b")).toBe(false);
+    expect(nfa.run(nfa.initial(), Uint8Array.of(0x61, 0xc0)).length).toBe(0); // an overlong lead byte
+    expect(nfa.run(nfa.initial(), Uint8Array.of(0x61, 0xed, 0xa0)).length).toBe(0); // a surrogate
+  });
+
+  it("without bounds takes any length, the empty text included", () => {
+    const nfa = compileGrammar({ kind: "text", exclude: "<" }).nfa;
+    const accepts = (text: string) => nfa.isFinal(nfa.run(nfa.initial(), new TextEncoder().encode(text)));
+    expect(accepts("")).toBe(true);
+    expect(accepts("x".repeat(500))).toBe(true);
+    expect(accepts("x".repeat(500) + "<")).toBe(false);
+  });
+
+  it("Qwen3-Coder's forced call: its parser reads arguments valid for the schema, JSON only where the schema has no string", () => {
+    const tools = [
+      {
+        name: "edit_file",
+        parameters: {
+          type: "object",
+          properties: {
+            path: { type: "string", maxLength: 12 },
+            mode: { type: "string", enum: ["append", "replace"] },
+            line: { type: "integer", minimum: 1, maximum: 9 },
+            dry_run: { type: "boolean" },
+            range: { type: "array", items: { type: "integer" }, maxItems: 2 },
+            note: { type: ["string", "null"], maxLength: 4 },
+            comment: { type: "string" },
+          },
+          required: ["path", "mode", "line", "dry_run", "range", "note"],
+          additionalProperties: false,
+        },
+      },
+      {
+        name: "noop",
+        parameters: { type: "object", properties: {} },
+      },
+    ];
+    const grammar = compileGrammar(toolCallGrammar("qwen3_coder", tools));
+    const validate = ajv.compile(tools[0]!.parameters);
+    const random = prng(77);
+    const names = new Set<string>();
+    for (let sample = 0; sample < 20; sample++) {
+      const { text } = randomWalk(grammar, fixtures.qwen3, random);
+      expect(text).toMatch(/^<tool_call>\n<function=(edit_file|noop)>\n[^]*<\/function>\n<\/tool_call>$/);
+      const parser = createToolCallParser("qwen3_coder", { tools, streamArguments: true });
+      const events = [...parser.push(text), ...parser.finish()];
+      expect(events.filter((event) => event.type === "text")).toEqual([]);
+      const ends = events.filter((event) => event.type === "tool_call_end");
+      expect(ends, text).toHaveLength(1);
+      const start = events.find((event) => event.type === "tool_call_start")!;
+      names.add(start.name);
+      if (start.name === "edit_file") {
+        expect(validate(ends[0]!.arguments), `${text}\n${JSON.stringify(validate.errors)}`).toBe(true);
+        expect(Object.keys(ends[0]!.arguments)).toEqual(["path", "mode", "line", "dry_run", "range", "note"]);
+      } else expect(ends[0]!.arguments).toEqual({});
+    }
+    expect(names).toEqual(new Set(["edit_file", "noop"]));
+  });
+
+  it("Qwen3-Coder's forced call refuses, by name, keywords raw text cannot enforce", () => {
+    const tool = {
+      name: "find",
+      parameters: { type: "object", properties: { q: { type: "string", pattern: "^a" } }, required: ["q"] },
+    };
+    expect(() => toolCallGrammar("qwen3_coder", [tool])).toThrow(UnsupportedSchemaError);
+    expect(() => toolCallGrammar("qwen3_coder", [tool])).toThrow(/"pattern"/);
+  });
+
+  it("can only exclude ASCII characters", () => {
+    expect(() => compileGrammar({ kind: "text", exclude: "é" })).toThrow(GrammarError);
   });
 });
 

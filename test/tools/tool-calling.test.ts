@@ -1,8 +1,8 @@
 /**
  * Tool calling end to end with the official SDKs, on random-weight fixture models of each family whose
- * tokenizer and chat template use that family's call format (Llama 3 JSON, Hermes/Qwen, Gemma's
- * pythonic list). With tool_choice any / required / a named tool, constrained decoding makes even a
- * random model return a well-formed call whose arguments validate against the tool's schema (checked
+ * tokenizer and chat template use that family's call format (Llama 3 JSON, Hermes/Qwen, Qwen3-Coder's
+ * XML-style parameters, Gemma's pythonic list). With tool_choice any / required / a named tool,
+ * constrained decoding makes even a random model return a well-formed call whose arguments validate against the tool's schema (checked
  * with ajv, an independent validator); streamed argument fragments add up to the final arguments; a
  * tool result continues the conversation, reading the earlier prompt from the agent's cache.
  * (String lengths are bounded in the schemas: a random model has no reason to ever close a string,
@@ -11,8 +11,10 @@
 import Anthropic from "@anthropic-ai/sdk";
 import { Ajv } from "ajv";
 import OpenAI from "openai";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { toolCallFormatFor } from "../../src/tools/parsers/index.js";
 import { runCli, scratchDir, startServe, type ServeProcess } from "../support/cli.js";
 
 const WEATHER_SCHEMA = {
@@ -57,15 +59,23 @@ const expectValidCall = (name: string, input: unknown) => {
   expect(validate(input), JSON.stringify(validate.errors)).toBe(true);
 };
 
-for (const arch of ["llama", "qwen3", "gemma3_text"] as const) {
+const FIXTURES = [
+  { name: "llama", flags: ["--arch", "llama"], format: "llama3_json" },
+  { name: "qwen3", flags: ["--arch", "qwen3"], format: "hermes" },
+  { name: "qwen3_coder", flags: ["--arch", "qwen3", "--template", "qwen3_coder"], format: "qwen3_coder" },
+  { name: "gemma3_text", flags: ["--arch", "gemma3_text"], format: "gemma_pythonic" },
+] as const;
+
+for (const { name: arch, flags, format } of FIXTURES) {
   describe(`tool calling on a ${arch} fixture`, () => {
     let server: ServeProcess;
     let anthropic: Anthropic;
     let openai: OpenAI;
+    let model: string;
 
     beforeAll(async () => {
-      const model = join(scratchDir("agent-memory-tools-"), arch);
-      const made = await runCli(["make-test-model", "--arch", arch, "--out", model]);
+      model = join(scratchDir("agent-memory-tools-"), arch);
+      const made = await runCli(["make-test-model", ...flags, "--out", model]);
       expect(made.code, made.stderr).toBe(0);
       server = await startServe(["--model", model], { env: { SEMANTIC_MLX_DEFAULT_TEMPERATURE: "1" } });
       anthropic = new Anthropic({ baseURL: server.url, apiKey: "unused", maxRetries: 0 });
@@ -74,6 +84,16 @@ for (const arch of ["llama", "qwen3", "gemma3_text"] as const) {
     afterAll(async () => {
       server?.child.kill("SIGTERM");
       await server?.exited;
+    });
+
+    it(`writes calls in the ${format} format`, async () => {
+      const config = JSON.parse(await readFile(join(model, "tokenizer_config.json"), "utf8")) as {
+        chat_template: string;
+      };
+      const { model_type: modelType } = JSON.parse(await readFile(join(model, "config.json"), "utf8")) as {
+        model_type: string;
+      };
+      expect(toolCallFormatFor(modelType, config.chat_template)).toBe(format);
     });
 
     it("tool_choice any: a valid call, streamed as input_json_delta, then stop_reason tool_use", async () => {

@@ -1,6 +1,7 @@
 import { parseArgs } from "node:util";
 import { formatBytes } from "../../progress.js";
 import { TEST_MODEL_DTYPES, type TestModelDtype } from "../../model/test-model/encode.js";
+import { TEMPLATE_VARIANTS, type TemplateVariant } from "../../model/test-model/chat-templates.js";
 import { DEFAULT_MAX_SHARD_BYTES, generateTestModel } from "../../model/test-model/generate.js";
 import {
   TEST_MODEL_ARCHS,
@@ -21,6 +22,10 @@ same bytes.
   --arch ${TEST_MODEL_ARCHS.join("|")}
                      model family; gemma3 is the multimodal layout of mlx-community's
                      gemma-3-*-it checkpoints, gemma3_text the text-only one (gemma-3-1b-it)
+  --template qwen3_coder
+                     a chat template other than the family's own, over its tokenizer:
+                     qwen3_coder (with --arch qwen3) writes tool calls in Qwen3-Coder's
+                     XML style (<function=NAME><parameter=KEY>); default: the family's own
   --out DIR          directory to create (must not exist, or be empty)
   --preset ${TEST_MODEL_PRESETS.join("|")}
                      tiny: a few MB for tests; the others the shapes of real checkpoints
@@ -35,6 +40,7 @@ same bytes.
 
 const OPTIONS = {
   arch: { type: "string" },
+  template: { type: "string" },
   out: { type: "string" },
   preset: { type: "string" },
   dtype: { type: "string" },
@@ -88,6 +94,10 @@ export async function runMakeTestModel(args: string[]): Promise<number> {
   const text = (name: keyof typeof OPTIONS) => values[name] as string | undefined;
 
   const arch = oneOf<TestModelArch>("arch", text("arch"), TEST_MODEL_ARCHS);
+  const template =
+    text("template") === undefined
+      ? undefined
+      : oneOf<TemplateVariant>("template", text("template"), Object.keys(TEMPLATE_VARIANTS) as TemplateVariant[]);
   const out = text("out");
   if (out === undefined || out === "") throw usage("--out DIR is required");
   const preset = oneOf<TestModelPreset>("preset", text("preset"), TEST_MODEL_PRESETS, "tiny");
@@ -105,6 +115,7 @@ export async function runMakeTestModel(args: string[]): Promise<number> {
 
   const model = await generateTestModel({
     arch,
+    template,
     out,
     preset,
     dtype,
@@ -115,7 +126,7 @@ export async function runMakeTestModel(args: string[]): Promise<number> {
   });
   const form = bits === null ? dtype : `${bits}-bit (group ${groupSize}, ${dtype} scales)`;
   process.stdout.write(
-    `wrote ${model.dir}: ${arch} ${preset}, ${form}, ${model.shards.length} shard(s), ${formatBytes(model.totalBytes)} of weights\n`,
+    `wrote ${model.dir}: ${arch}${template ? ` (${template} template)` : ""} ${preset}, ${form}, ${model.shards.length} shard(s), ${formatBytes(model.totalBytes)} of weights\n`,
   );
   return 0;
 }

@@ -1,6 +1,6 @@
 /**
  * Chat templates for the test tokenizers, one per family, producing the text each family's real
- * template produces (Llama 3.1/3.2, Qwen2.5, Qwen3, Gemma 3) for messages, tools, assistant tool calls,
+ * template produces (Llama 3.1/3.2, Qwen2.5, Qwen3, Qwen3-Coder, Gemma 3) for messages, tools, assistant tool calls,
  * tool results and the generation prompt. They are written to render identically under Python's jinja2
  * (as transformers configures it) and @huggingface/jinja, so they avoid what the two disagree on:
  * printing booleans (True/true), the `reject` filter, and floats such as 1.0 inside tojson.
@@ -230,6 +230,87 @@ const QWEN3 =
 {%- endif -%}
 `;
 
+/**
+ * Qwen3-Coder's template (the qwen3 tokenizer's tokens, another call format): tools as XML in the
+ * system turn, calls as `<function=NAME>` with one `<parameter=KEY>` block per argument, results in
+ * <tool_response> blocks sharing one user turn. Where ours differs from Qwen's: a value or schema field
+ * that is not a string is written as JSON (Qwen's writes Python's str(), True / False / ['a', 'b'],
+ * which its own parser does not read back as JSON and the two Jinja engines print differently), and
+ * arguments given as a JSON string are written inside <function=…> as they are.
+ */
+const QWEN3_CODER =
+  CONTENT_TEXT_MACRO +
+  String.raw`{%- macro xml_value(value) -%}
+    {%- if value is string -%}{{- value -}}{%- else -%}{{- value | tojson -}}{%- endif -%}
+{%- endmacro -%}
+{%- macro extra_keys(fields, handled) -%}
+    {%- for key, value in fields.items() -%}
+        {%- if key not in handled -%}{{- "\n<" + key + ">" + xml_value(value) + "</" + key + ">" -}}{%- endif -%}
+    {%- endfor -%}
+{%- endmacro -%}
+{%- if messages[0].role == "system" -%}
+    {%- set system_text = content_text(messages[0].content) -%}
+    {%- set turns = messages[1:] -%}
+{%- else -%}
+    {%- set system_text = "You are Qwen, a helpful AI assistant that can interact with a computer to solve tasks." if tools else "" -%}
+    {%- set turns = messages -%}
+{%- endif -%}
+{%- if system_text or tools -%}{{- "<|im_start|>system\n" + system_text -}}{%- endif -%}
+{%- if tools -%}
+    {{- "\n\n# Tools\n\nYou have access to the following functions:\n\n<tools>" -}}
+    {%- for tool in tools -%}
+        {%- set declared = tool.function if tool.function is defined else tool -%}
+        {{- "\n<function>\n<name>" + declared.name + "</name>" -}}
+        {%- if declared.description is defined -%}{{- "\n<description>" + (declared.description | trim) + "</description>" -}}{%- endif -%}
+        {{- "\n<parameters>" -}}
+        {%- if declared.parameters is defined and declared.parameters.properties is defined -%}
+            {%- for name, fields in declared.parameters.properties.items() -%}
+                {{- "\n<parameter>\n<name>" + name + "</name>" -}}
+                {%- if fields.type is defined -%}{{- "\n<type>" + xml_value(fields.type) + "</type>" -}}{%- endif -%}
+                {%- if fields.description is defined -%}{{- "\n<description>" + (fields.description | trim) + "</description>" -}}{%- endif -%}
+                {{- extra_keys(fields, ["name", "type", "description"]) -}}
+                {{- "\n</parameter>" -}}
+            {%- endfor -%}
+        {%- endif -%}
+        {%- if declared.parameters is defined -%}{{- extra_keys(declared.parameters, ["type", "properties"]) -}}{%- endif -%}
+        {{- "\n</parameters>" -}}
+        {{- extra_keys(declared, ["type", "name", "description", "parameters"]) -}}
+        {{- "\n</function>" -}}
+    {%- endfor -%}
+    {{- "\n</tools>\n\nIf you choose to call a function ONLY reply in the following format with NO suffix:\n\n<tool_call>\n<function=example_function_name>\n<parameter=example_parameter_1>\nvalue_1\n</parameter>\n<parameter=example_parameter_2>\nThis is the value for the second parameter\nthat can span\nmultiple lines\n</parameter>\n</function>\n</tool_call>\n\n<IMPORTANT>\nReminder:\n- Function calls MUST follow the specified format: an inner <function=...></function> block must be nested within <tool_call></tool_call> XML tags\n- Required parameters MUST be specified\n- You may provide optional reasoning for your function call in natural language BEFORE the function call, but NOT after\n- If there is no function call available, answer the question like normal with your current knowledge and do not tell the user about function calls\n</IMPORTANT>" -}}
+{%- endif -%}
+{%- if system_text or tools -%}{{- "<|im_end|>\n" -}}{%- endif -%}
+{%- for message in turns -%}
+    {%- set content = content_text(message.content) -%}
+    {%- set previous_role = turns[loop.index0 - 1].role if not loop.first else "" -%}
+    {%- set next_role = turns[loop.index0 + 1].role if not loop.last else "" -%}
+    {%- if message.role == "assistant" and message.tool_calls is defined and message.tool_calls -%}
+        {{- "<|im_start|>assistant" -}}
+        {%- if content | trim -%}{{- "\n" + (content | trim) + "\n" -}}{%- endif -%}
+        {%- for tool_call in message.tool_calls -%}
+            {%- set call = tool_call.function if tool_call.function is defined else tool_call -%}
+            {{- "\n<tool_call>\n<function=" + call.name + ">\n" -}}
+            {%- if call.arguments is string -%}
+                {{- call.arguments + "\n" -}}
+            {%- else -%}
+                {%- for key, value in call.arguments.items() -%}
+                    {{- "<parameter=" + key + ">\n" + xml_value(value) + "\n</parameter>\n" -}}
+                {%- endfor -%}
+            {%- endif -%}
+            {{- "</function>\n</tool_call>" -}}
+        {%- endfor -%}
+        {{- "<|im_end|>\n" -}}
+    {%- elif message.role == "tool" -%}
+        {%- if previous_role != "tool" -%}{{- "<|im_start|>user\n" -}}{%- endif -%}
+        {{- "<tool_response>\n" + content + "\n</tool_response>\n" -}}
+        {%- if next_role != "tool" -%}{{- "<|im_end|>\n" -}}{%- endif -%}
+    {%- else -%}
+        {{- "<|im_start|>" + message.role + "\n" + content + "<|im_end|>\n" -}}
+    {%- endif -%}
+{%- endfor -%}
+{%- if add_generation_prompt -%}{{- "<|im_start|>assistant\n" -}}{%- endif -%}
+`;
+
 // String.raw cannot hold a backtick, so the Markdown fence of a tool output comes in as a substitution.
 const FENCE = "```";
 
@@ -293,6 +374,13 @@ const GEMMA3 =
 
 const TEMPLATES: Record<TokenizerFamily, string> = { llama: LLAMA3, qwen2: QWEN25, qwen3: QWEN3, gemma3: GEMMA3 };
 
-export function chatTemplateFor(family: TokenizerFamily): string {
-  return TEMPLATES[family];
+/** Templates other than a family's own, over that family's tokenizer: `qwen3_coder` on qwen3. */
+export const TEMPLATE_VARIANTS = { qwen3_coder: { family: "qwen3", template: QWEN3_CODER } } as const;
+export type TemplateVariant = keyof typeof TEMPLATE_VARIANTS;
+
+export function chatTemplateFor(family: TokenizerFamily, variant?: TemplateVariant): string {
+  if (variant === undefined) return TEMPLATES[family];
+  const { family: base, template } = TEMPLATE_VARIANTS[variant];
+  if (base !== family) throw new Error(`the ${variant} template needs the ${base} tokenizer, not ${family}`);
+  return template;
 }

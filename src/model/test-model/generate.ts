@@ -12,6 +12,7 @@ import { mkdir, readdir, rename, rm, writeFile } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { createProgress, type Progress } from "../../progress.js";
 import type { QuantizationSpec } from "../config.js";
+import { chatTemplateFor, TEMPLATE_VARIANTS, type TemplateVariant } from "./chat-templates.js";
 import { configJson, type ConfigTokens } from "./config-json.js";
 import type { TestModelDtype } from "./encode.js";
 import { visionShapeFor, weightPlan, type WeightPlan } from "./layout.js";
@@ -27,6 +28,8 @@ const PROGRESS_MIN_BYTES = 256 * 2 ** 20;
 
 export interface GenerateTestModelOptions {
   arch: TestModelArch;
+  /** A chat template other than the family's own, over its tokenizer (`qwen3_coder`: qwen3 only). */
+  template?: TemplateVariant;
   /** The directory to create; it must not exist or be empty. */
   out: string;
   preset?: TestModelPreset;
@@ -115,7 +118,12 @@ export async function generateTestModel(options: GenerateTestModelOptions): Prom
   await ensureTargetIsFree(dir);
   const shape = shapeOf(arch, preset);
   const vision = arch === "gemma3" ? visionShapeFor(shape, preset === "tiny") : null;
+  const { template } = options;
+  if (template !== undefined && TEMPLATE_VARIANTS[template].family !== familyOf(arch)) {
+    throw new TestModelError(`--template ${template} needs --arch ${TEMPLATE_VARIANTS[template].family}`);
+  }
   const tokenizer = makeTestTokenizer(familyOf(arch), shape.vocabSize);
+  if (template !== undefined) tokenizer.tokenizerConfig.chat_template = chatTemplateFor(familyOf(arch), template);
   const format: WeightFormat = { dtype, quantization };
   const specialIds = ((tokenizer.tokenizer.added_tokens ?? []) as { id: number }[]).map((token) => token.id);
   const plans = weightPlan(arch, shape, vision, specialIds);
@@ -157,7 +165,7 @@ export async function generateTestModel(options: GenerateTestModelOptions): Prom
       "tokenizer.json": json(tokenizer.tokenizer, 2),
       "tokenizer_config.json": json(tokenizer.tokenizerConfig, 2),
       "generation_config.json": json(tokenizer.generationConfig, 2),
-      "README.md": readme({ arch, preset, dtype, quantization, seed, reproduces: shape.reproduces }),
+      "README.md": readme({ arch, template, preset, dtype, quantization, seed, reproduces: shape.reproduces }),
     };
     if (tokenizer.specialTokensMap) files["special_tokens_map.json"] = json(tokenizer.specialTokensMap, 2);
     for (const [name, text] of Object.entries(files)) await writeFile(join(staging, name), text);
@@ -208,14 +216,20 @@ async function writeShard(
 
 function readme(options: {
   arch: TestModelArch;
+  template: TemplateVariant | undefined;
   preset: TestModelPreset;
   dtype: TestModelDtype;
   quantization: QuantizationSpec | null;
   seed: number;
   reproduces: string;
 }): string {
-  const { arch, preset, dtype, quantization, seed, reproduces } = options;
-  const flags = [`--arch ${arch}`, `--preset ${preset}`, `--dtype ${dtype}`];
+  const { arch, template, preset, dtype, quantization, seed, reproduces } = options;
+  const flags = [
+    `--arch ${arch}`,
+    ...(template ? [`--template ${template}`] : []),
+    `--preset ${preset}`,
+    `--dtype ${dtype}`,
+  ];
   if (quantization) flags.push(`--bits ${quantization.bits}`, `--group-size ${quantization.groupSize}`);
   flags.push(`--seed ${seed}`);
   return `# Random-weight ${arch} test model (${preset})

@@ -5,6 +5,7 @@
  * emits: `{"a": 1, "b": [true, null]}` — a space after `:` and `,`, nowhere else (Python's json.dumps,
  * which is what the families' tool-call examples look like).
  */
+import { GrammarError } from "./errors.js";
 import type { Fragment, NfaBuilder } from "./nfa.js";
 
 export const utf8 = (text: string): Uint8Array => new TextEncoder().encode(text);
@@ -120,6 +121,26 @@ function exclusionTrie(words: readonly string[]): ExclusionTrie {
   return trie;
 }
 
+/** The counter after one step: a finished character counts (saturating at minLength when unbounded). */
+function nextCount(next: number, count: number, bounds: { minLength: number; maxLength: number }): number {
+  if (next !== DONE) return count;
+  return bounds.maxLength === Infinity ? Math.min(count + 1, bounds.minLength) : count + 1;
+}
+
+/** Edges from `from` for every byte, one per run of bytes with the same target (-1: none). */
+function byteEdges(builder: NfaBuilder, from: number, targetOf: (byte: number) => number): void {
+  let runStart = -1;
+  let runTarget = -1;
+  for (let byte = 0; byte <= 256; byte++) {
+    const target = byte < 256 ? targetOf(byte) : -1;
+    if (target !== runTarget) {
+      if (runTarget >= 0) builder.edge(from, runStart, byte - 1, runTarget);
+      runStart = byte;
+      runTarget = target;
+    }
+  }
+}
+
 /**
  * A quoted JSON string, built as the product of the character automaton, a code-point counter (up
  * to maxLength, or saturating at minLength when unbounded) and, for keys, the exclusion trie.
@@ -154,25 +175,69 @@ export function jsonString(builder: NfaBuilder, options: StringOptions): Fragmen
       builder.edge(from, 0x22, 0x22, end);
     }
     if (character === BOUNDARY && count >= maxLength) continue;
-    let runStart = -1;
-    let runTarget = -1;
-    for (let byte = 0; byte <= 256; byte++) {
-      let target = -1;
-      if (byte < 256) {
-        const next = characterStep(character, byte, escapes);
-        if (next !== REFUSED) {
-          const nextCount =
-            next === DONE ? (maxLength === Infinity ? Math.min(count + 1, minLength) : count + 1) : count;
-          const nextNode = node === FREE ? FREE : (trie!.children[node]!.get(byte) ?? FREE);
-          target = stateOf(next === DONE ? BOUNDARY : next, nextCount, nextNode);
-        }
-      }
-      if (target !== runTarget) {
-        if (runTarget >= 0) builder.edge(from, runStart, byte - 1, runTarget);
-        runStart = byte;
-        runTarget = target;
-      }
+    byteEdges(builder, from, (byte) => {
+      const next = characterStep(character, byte, escapes);
+      if (next === REFUSED) return -1;
+      const nextNode = node === FREE ? FREE : (trie!.children[node]!.get(byte) ?? FREE);
+      return stateOf(next === DONE ? BOUNDARY : next, nextCount(next, count, options), nextNode);
+    });
+  }
+  return { start, end };
+}
+
+export interface TextOptions {
+  /** ASCII characters the text must not contain (a `<` that would open the closing tag, say). */
+  exclude: string;
+  /** In code points. */
+  minLength: number;
+  /** In code points; Infinity for none. */
+  maxLength: number;
+}
+
+/** One step of a raw text character: any Unicode scalar value in UTF-8 but the excluded ASCII bytes. */
+function textCharacterStep(state: number, byte: number, excluded: ReadonlySet<number>): number {
+  if (state === BOUNDARY && byte < 0x80) return excluded.has(byte) ? REFUSED : DONE;
+  return characterStep(state, byte, false);
+}
+
+/**
+ * Raw UTF-8 text, unquoted and unescaped, without the excluded characters: the product of the
+ * character automaton (the same UTF-8 checks as inside JSON strings) and a code-point counter.
+ */
+export function rawText(builder: NfaBuilder, options: TextOptions): Fragment {
+  const { minLength, maxLength } = options;
+  const excluded = new Set<number>();
+  for (const character of options.exclude) {
+    const code = character.codePointAt(0)!;
+    if (code >= 0x80)
+      throw new GrammarError(`text can only exclude ASCII characters, not ${JSON.stringify(character)}`);
+    excluded.add(code);
+  }
+  const start = builder.state();
+  const end = builder.state();
+  const ids = new Map<number, number>();
+  const queue: Array<[number, number]> = [];
+  const stateOf = (character: number, count: number) => {
+    const packed = count * CHARACTER_STATES + character;
+    let id = ids.get(packed);
+    if (id === undefined) {
+      id = builder.state();
+      ids.set(packed, id);
+      queue.push([character, count]);
     }
+    return id;
+  };
+  builder.epsilon(start, stateOf(BOUNDARY, 0));
+  for (let head = 0; head < queue.length; head++) {
+    const [character, count] = queue[head]!;
+    const from = ids.get(count * CHARACTER_STATES + character)!;
+    if (character === BOUNDARY && count >= minLength) builder.epsilon(from, end);
+    if (character === BOUNDARY && count >= maxLength) continue;
+    byteEdges(builder, from, (byte) => {
+      const next = textCharacterStep(character, byte, excluded);
+      if (next === REFUSED) return -1;
+      return stateOf(next === DONE ? BOUNDARY : next, nextCount(next, count, options));
+    });
   }
   return { start, end };
 }

@@ -38,7 +38,7 @@ const REF_DEPTH = 3;
 export const STATE_BUDGET = 400_000;
 
 /** Keywords that never constrain a value (or, for format, that JSON Schema treats as annotations). */
-const IGNORED = new Set([
+export const IGNORED = new Set([
   "description",
   "title",
   "default",

@@ -164,12 +164,17 @@ function jsonParametersOf(tools: readonly ToolSpec[]): JsonParameters {
     if (typeof properties !== "object" || properties === null) continue;
     const keys = new Set<string>();
     for (const [key, schema] of Object.entries(properties as Record<string, unknown>)) {
-      const types = schemaTypes(schema);
-      if (types.size > 0 && !types.has("string")) keys.add(key);
+      if (isJsonParameter(schema)) keys.add(key);
     }
     byTool.set(tool.name, keys);
   }
   return byTool;
+}
+
+/** Whether a parameter's value is read as JSON (its schema allows only non-string types) or as raw text. */
+export function isJsonParameter(schema: unknown): boolean {
+  const types = schemaTypes(schema);
+  return types.size > 0 && !types.has("string");
 }
 
 /** The JSON types a schema names, directly or through anyOf / oneOf; empty when it names none. */
