@@ -13,7 +13,6 @@ import type { AgentMemory } from "../memory/agent-memory.js";
 import { InvalidAgentIdError, validateAgentId } from "../memory/persistence.js";
 import type { Metrics } from "../metrics.js";
 import { ChatTemplateError, type ModelTokenizer } from "../model/tokenizer.js";
-import { UnconstrainableFormatError } from "../tools/constrained.js";
 import { GrammarError, UnsupportedSchemaError } from "../tools/grammar/index.js";
 import type { ToolCallFormat, ToolCallParser } from "../tools/parsers/index.js";
 import { NoToolFormatError, ToolPlanner } from "../tools/plan.js";
@@ -126,7 +125,7 @@ export class ChatRuntime {
         const where = request.responseSchema !== null && request.tools.length === 0 ? "response_format" : "tools";
         throw new ApiError("invalid_request", `${where}: ${error.message}`, { param: where });
       }
-      if (error instanceof NoToolFormatError || error instanceof UnconstrainableFormatError) {
+      if (error instanceof NoToolFormatError) {
         throw new ApiError("invalid_request", `tool_choice: ${error.message}`, { param: "tool_choice" });
       }
       throw error;

@@ -23,11 +23,6 @@ export interface ConstrainedTool {
   parameters: Record<string, unknown>;
 }
 
-/** A format whose calls no grammar here can write (none today; the protocol layer answers it with a 400). */
-export class UnconstrainableFormatError extends Error {
-  override name = "UnconstrainableFormatError";
-}
-
 const literal = (text: string): GrammarNode => ({ kind: "literal", text });
 const json = (schema: Record<string, unknown> | true): GrammarNode => ({
   kind: "json",

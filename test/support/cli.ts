@@ -91,8 +91,8 @@ export function startServe(
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill("SIGKILL");
-      reject(new Error(`serve was not ready within 40s; log:\n${log}`));
-    }, 40_000);
+      reject(new Error(`serve was not ready within 90s; log:\n${log}`));
+    }, 90_000);
     child.stderr.on("data", (chunk: Buffer) => {
       log += chunk.toString();
       const match = log.match(/listening on (http:\/\/[\d.]+:\d+)/);

@@ -80,7 +80,8 @@ for (const { name: arch, flags, format } of FIXTURES) {
       server = await startServe(["--model", model], { env: { SEMANTIC_MLX_DEFAULT_TEMPERATURE: "1" } });
       anthropic = new Anthropic({ baseURL: server.url, apiKey: "unused", maxRetries: 0 });
       openai = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "unused", maxRetries: 0 });
-    });
+      // Generating the model and starting a server beside the rest of the suite on two cores.
+    }, 120_000);
     afterAll(async () => {
       server?.child.kill("SIGTERM");
       await server?.exited;
