@@ -15,7 +15,9 @@
  * 32K tokens of context, and a whole 4K causal prompt, in the shapes of Llama-3-8B (headDim 128) and
  * Llama-3.2-1B (32 q heads, 8 kv heads, headDim 64); then a sweep over 1–16 rows at 8K that sets
  * PREFILL_MIN_ROWS. TFLOP/s counts 4·headDim flops per visible (query head, key) pair (q·k and p·v);
- * "max diff" is the largest difference of the two kernels' outputs relative to the largest output.
+ * "max diff" is the largest difference of the two kernels' outputs relative to the largest output;
+ * "parts" the key partitions of the prefill kernel's dispatch. Last, a sweep over the workgroup target
+ * that sets how finely the keys are split for the prefill kernel (64 rows, headDim 64, 8K–32K).
  *
  * Timing (bench/lib/gpu-timing.ts): with timestamp-query, "µs/call" is the median of calls each alone
  * in a compute pass and "stream µs" the time per call of many back to back; without it, wall-clock.
@@ -208,6 +210,13 @@ const PREFILL_CASES: { rows: number; context: number }[] = quick
       { rows: 4096, context: 4096 },
     ];
 const SWEEP_ROWS = quick ? [1, 4] : [1, 2, 3, 4, 8, 16];
+/**
+ * The partition sweep behind TARGET_WORKGROUPS for prefill (backends/webgpu/ops/attention.ts): a hot
+ * follow-up's 64 new rows over long contexts in the 1B shape, the prefill kernel at each target.
+ */
+const PARTITION_ROWS = 64;
+const PARTITION_CONTEXTS = quick ? [1024] : [8192, 16384, 32768];
+const PARTITION_TARGETS = [256, 512, 1024, 2048, 4096];
 const SWEEP_CONTEXT = quick ? 256 : 8192;
 /** Timed work per measurement: iterations are fitted to a first call's time. */
 const PREFILL_TARGET_MICROS = quick ? 0 : 300_000;
@@ -223,6 +232,8 @@ interface PrefillResult {
   rows: number;
   context: number;
   flops: number;
+  /** Key partitions of the prefill kernel's dispatch. */
+  partitions: number;
   decodeKernel: KernelTiming;
   prefillKernel: KernelTiming;
   speedup: number;
@@ -258,9 +269,11 @@ async function measurePrefill(
   };
   const outputs: Float32Array[] = [];
   const timings: KernelTiming[] = [];
+  let partitions = 0;
   for (const prefillMinRows of [Infinity, 1]) {
     const prepared = prepareAttention(runtime, [sequence], prefillMinRows);
     const plan = planAttention(runtime, q, cache, 0, prepared, options);
+    partitions = plan.partitions;
     const first = await timer.time([plan.dispatches], 1);
     const iterations = Math.max(2, Math.min(ITERATIONS, Math.round(PREFILL_TARGET_MICROS / callMicros(first))));
     const timing = await timer.time([plan.dispatches], iterations, quick ? 0 : 50);
@@ -285,6 +298,7 @@ async function measurePrefill(
     rows,
     context,
     flops,
+    partitions,
     decodeKernel: timings[0]!,
     prefillKernel: timings[1]!,
     speedup: timings[0]!.micros / timings[1]!.micros,
@@ -298,6 +312,7 @@ function printPrefill(title: string, results: PrefillResult[]): void {
     "rows",
     "context",
     "GFLOP",
+    "parts",
     "decode µs",
     "TFLOP/s",
     "prefill µs",
@@ -311,6 +326,7 @@ function printPrefill(title: string, results: PrefillResult[]): void {
     String(r.rows),
     String(r.context),
     (r.flops / 1e9).toFixed(2),
+    String(r.partitions),
     r.decodeKernel.micros.toFixed(1),
     r.decodeKernel.teraflops.toFixed(2),
     r.prefillKernel.micros.toFixed(1),
@@ -322,6 +338,61 @@ function printPrefill(title: string, results: PrefillResult[]): void {
   const widths = header.map((cell, column) => Math.max(cell.length, ...rows.map((row) => row[column]!.length)));
   const line = (cells: string[]) => cells.map((cell, column) => cell.padStart(widths[column]!)).join("  ");
   console.log(`\n${title}\n${line(header)}\n${rows.map(line).join("\n")}`);
+}
+
+interface PartitionResult {
+  context: number;
+  target: number;
+  partitions: number;
+  micros: number;
+  teraflops: number;
+}
+
+/** The prefill kernel alone on PARTITION_ROWS rows at each partition target. */
+async function partitionSweep(runtime: GpuRuntime, timer: DispatchTimer): Promise<PartitionResult[]> {
+  const shape = SMALL_SHAPE;
+  const results: PartitionResult[] = [];
+  for (const context of PARTITION_CONTEXTS) {
+    const { cache, kv, sequences } = await fillCache(runtime, shape, 1, context);
+    const rows = PARTITION_ROWS;
+    const q = runtime.allocate([rows, shape.qHeads, shape.headDim], "f32", "weights");
+    runtime.upload(q, randomFloats(rows * shape.qHeads * shape.headDim));
+    const sequence = {
+      queryStart: 0,
+      queryLength: rows,
+      contextLength: context,
+      blockTable: kv.blockTable(sequences[0]!),
+    };
+    const prepared = prepareAttention(runtime, [sequence], 1);
+    const options = { scale: 1 / Math.sqrt(shape.headDim), slidingWindow: null };
+    for (const target of PARTITION_TARGETS) {
+      const plan = planAttention(runtime, q, cache, 0, prepared, options, target);
+      const first = await timer.time([plan.dispatches], 1);
+      const iterations = Math.max(2, Math.min(ITERATIONS, Math.round(PREFILL_TARGET_MICROS / callMicros(first))));
+      const micros = callMicros(await timer.time([plan.dispatches], iterations, quick ? 0 : 50));
+      for (const tensor of [plan.out, plan.partials]) runtime.release(tensor);
+      const flops = prefillFlops(shape, rows, context);
+      results.push({ context, target, partitions: plan.partitions, micros, teraflops: flops / micros / 1e6 });
+    }
+    prepared.dispose();
+    runtime.release(q);
+    cache.dispose();
+    await runtime.finish();
+  }
+  const header = ["context", "target workgroups", "partitions", "µs/call", "TFLOP/s"];
+  const rows = results.map((r) => [
+    String(r.context),
+    String(r.target),
+    String(r.partitions),
+    r.micros.toFixed(1),
+    r.teraflops.toFixed(2),
+  ]);
+  const widths = header.map((cell, column) => Math.max(cell.length, ...rows.map((row) => row[column]!.length)));
+  const line = (cells: string[]) => cells.map((cell, column) => cell.padStart(widths[column]!)).join("  ");
+  console.log(
+    `\npartition sweep: prefill kernel, ${PARTITION_ROWS} rows, headDim ${shape.headDim}\n${line(header)}\n${rows.map(line).join("\n")}`,
+  );
+  return results;
 }
 
 async function prefillPart(runtime: GpuRuntime, timer: DispatchTimer) {
@@ -342,7 +413,8 @@ async function prefillPart(runtime: GpuRuntime, timer: DispatchTimer) {
   }
   printPrefill("prefill attention, decode kernel vs prefill kernel (32 q heads, 8 kv heads, f16 KV, block 16)", cases);
   printPrefill(`few rows at ${SWEEP_CONTEXT} tokens of context: where the prefill kernel takes over`, sweep);
-  return { cases, sweep };
+  const partitionTargets = await partitionSweep(runtime, timer);
+  return { cases, sweep, partitionTargets };
 }
 
 function repositoryRoot(): string {

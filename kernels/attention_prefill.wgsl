@@ -12,11 +12,16 @@
 //   (1) scores: thread (tm, tn) owns vectors 4tm…4tm+3 × keys 4tn…4tn+3 of the tile, in registers.
 //       Keys come through the staging buffer CHUNK_DIMS dimensions at a time, dequantized there
 //       (f16 / 4- / 8-bit → f32), laid out [dim][key] so a thread reads its 4 keys as one vec4;
-//   (2) online softmax: per-vector tile max through `partials_max` (KEY_THREADS partial maxima per
-//       vector), rescaling of the thread's Σ p share and its output rows; p goes to `probabilities`
-//       [key][vector];
+//   (2) online softmax: per-vector tile max by subgroup shuffles across the KEY_THREADS lanes of a
+//       vector (SUBGROUP_MAX) or through `partials_max`, rescaling of the thread's Σ p share and its
+//       output rows; p goes to `probabilities` [key][vector];
 //   (3) Σ p·v: the same thread owns vectors 4tm…4tm+3 × dimensions 8tn…8tn+7 of the output, in
 //       registers; values come through the staging buffer CHUNK_KEYS keys at a time, [key][dim].
+// Software pipelining: each thread loads the storage words of the next staging step (the next chunk,
+// the tile's values, the next tile's keys) into registers right after the barrier that publishes the
+// current one, so their latency overlaps the arithmetic; each thread finds its keys' rows in the block
+// table itself. Two barriers per staging step (four per tile at headDim 64), one more for the
+// tile max without subgroups.
 // Σ p is summed across the KEY_THREADS threads of a vector once, at the end, in a fixed order.
 //
 // Bindings: 0 params,
@@ -31,6 +36,10 @@
 // Workgroup: THREADS = (BLOCK_M / 4)·KEY_THREADS threads, KEY_THREADS = HEAD_DIM / 8 (thread tn owns
 //   8 output dimensions); x = partition, y = work item, z = kv head · head_chunks + head chunk.
 
+//#if SUBGROUPS
+diagnostic(off, subgroup_uniformity);
+//#endif
+
 override STORAGE: u32;   // 0 f32, 1 f16, 2 quantized
 override BITS: u32 = 8u; // quantized only
 override HEAD_DIM: u32;  // a multiple of 8
@@ -41,6 +50,9 @@ override CHUNK_KEYS: u32;  // value rows per staging step: a multiple of 4 divid
 // true: the inner loops run to constant bounds, so a GPU compiler unrolls them; false, for lavapipe
 // (Vulkan on the CPU), whose LLVM takes long over unrolled code: the same loops run to uniform bounds.
 override UNROLL: bool = true;
+// true (only where the file is built with SUBGROUPS and every subgroup spans KEY_THREADS lanes): the
+// tile max of a vector is reduced across its KEY_THREADS lanes by shuffles, not through workgroup memory.
+override SUBGROUP_MAX: bool = false;
 
 override KEY_THREADS: u32 = HEAD_DIM / 8u;
 override TILE_KEYS: u32 = 4u * KEY_THREADS;
@@ -48,6 +60,12 @@ override THREADS: u32 = BLOCK_M / 4u * KEY_THREADS;
 override VECTOR_QUADS: u32 = BLOCK_M / 4u;
 override GROUPS: u32 = select(0u, HEAD_DIM / 64u, STORAGE == 2u);
 override ROW_WORDS: u32 = HEAD_DIM / select(select(32u / BITS, 2u, STORAGE == 1u), 1u, STORAGE == 0u);
+// Units (one key or value row × 4 dimensions) per staging step, and per thread (≤ MAX_UNITS).
+override KEY_UNITS: u32 = TILE_KEYS * CHUNK_DIMS / 4u;
+override VALUE_UNITS: u32 = CHUNK_KEYS * HEAD_DIM / 4u;
+override KEY_UNITS_PER_THREAD: u32 = (KEY_UNITS + THREADS - 1u) / THREADS;
+override VALUE_UNITS_PER_THREAD: u32 = (VALUE_UNITS + THREADS - 1u) / THREADS;
+const MAX_UNITS: u32 = 8u;
 
 // Stands for −∞, which WGSL constants cannot hold; exp(NO_SCORE − real) is exactly 0.
 const NO_SCORE: f32 = -3.0e38;
@@ -81,17 +99,23 @@ var<workgroup> query_tile: array<vec4<f32>, BLOCK_M * HEAD_DIM / 4u>;
 var<workgroup> probabilities: array<vec4<f32>, BLOCK_M * TILE_KEYS / 4u>;
 // Keys [dim][key / 4] of one chunk of dimensions, or values [key][dim / 4] of one chunk of keys.
 var<workgroup> stage: array<vec4<f32>, STAGE_VEC4S>;
-// Per [vector][key thread]: the tile's partial maxima; at the end, the partial sums.
+// Per [vector][key thread]: the tile's partial maxima (without SUBGROUP_MAX); at the end, the partial sums.
 var<workgroup> partials_max: array<f32, BLOCK_M * KEY_THREADS>;
-// Word offsets of each key's row and of its scale/bias words in the head block.
-var<workgroup> row_at: array<u32, TILE_KEYS>;
-var<workgroup> groups_at: array<u32, TILE_KEYS>;
+
+// The next staging step's storage words, loaded while the current step computes (software
+// pipelining): per unit, the words of its 4 values (as many of x… as the format needs) and, quantized,
+// its group's scale/bias word.
+var<private> fetched: array<vec4<u32>, MAX_UNITS>;
+var<private> fetched_group: array<u32, MAX_UNITS>;
+// The work item's block table and kv head, and the end of its partition (set once at the start).
+var<private> table_at: u32;
+var<private> kv_head: u32;
+var<private> partition_end: u32;
 
 fn chunk_dims() -> u32 { return select(params.chunk_dims, CHUNK_DIMS, UNROLL); }
 fn chunk_keys() -> u32 { return select(params.chunk_keys, CHUNK_KEYS, UNROLL); }
 
-// Values first…first+3 of a row from its storage words (words.x… as the format needs) and, quantized,
-// its group's scale/bias word.
+// Values first…first+3 of a row from its storage words and, quantized, its group's scale/bias word.
 fn decode_four(words: vec4<u32>, group_word: u32, first: u32) -> vec4<f32> {
   if (STORAGE == 0u) { return bitcast<vec4<f32>>(words); }
   if (STORAGE == 1u) { return vec4<f32>(unpack2x16float(words.x), unpack2x16float(words.y)); }
@@ -107,20 +131,72 @@ fn cache_word(values: bool, index: u32) -> u32 {
   return k_cache[index];
 }
 
-// Values first…first+3 of a key (values: false) or value row (true) of the cache.
-fn row_four(values: bool, row: u32, groups: u32, first: u32) -> vec4<f32> {
+// Word offsets of key `key` of the tile: its row, and its scale/bias words in the head block. Keys
+// past the partition read the tile's first key (any written row will do: p is 0 there).
+fn key_words_at(tile_start: u32, key: u32) -> vec2<u32> {
+  let position = select(tile_start, tile_start + key, tile_start + key < partition_end);
+  let block = batch[table_at + position / params.block_size];
+  let offset = position % params.block_size;
+  let head_block = (block * params.kv_heads + kv_head) * params.block_size * (ROW_WORDS + GROUPS);
+  return vec2<u32>(head_block + offset * ROW_WORDS, head_block + params.block_size * ROW_WORDS + offset * GROUPS);
+}
+
+// Issues the loads of values first…first+3 of a key (values: false) or value row (true) into unit i.
+fn fetch_four(values: bool, at: vec2<u32>, first: u32, i: u32) {
   var words = vec4<u32>(0u);
   var group_word = 0u;
   if (STORAGE == 0u) {
-    for (var j = 0u; j < 4u; j++) { words[j] = cache_word(values, row + first + j); }
+    for (var j = 0u; j < 4u; j++) { words[j] = cache_word(values, at.x + first + j); }
   } else if (STORAGE == 1u) {
-    words.x = cache_word(values, row + first / 2u);
-    words.y = cache_word(values, row + first / 2u + 1u);
+    words.x = cache_word(values, at.x + first / 2u);
+    words.y = cache_word(values, at.x + first / 2u + 1u);
   } else {
-    words.x = cache_word(values, row + first * BITS / 32u);
-    group_word = cache_word(values, groups + first / 64u);
+    words.x = cache_word(values, at.x + first * BITS / 32u);
+    group_word = cache_word(values, at.y + first / 64u);
   }
-  return decode_four(words, group_word, first);
+  fetched[i] = words;
+  fetched_group[i] = group_word;
+}
+
+// Keys: unit = (key, 4 dimensions), adjacent threads on adjacent keys, so their stores into the
+// [dim][key] layout land in different banks (on adjacent dimensions they would all share one).
+fn fetch_keys(tile_start: u32, chunk_first: u32, local: u32) {
+  for (var i = 0u; i < KEY_UNITS_PER_THREAD; i++) {
+    let unit = local + i * THREADS;
+    if (unit < KEY_UNITS) {
+      fetch_four(false, key_words_at(tile_start, unit % TILE_KEYS), chunk_first + unit / TILE_KEYS * 4u, i);
+    }
+  }
+}
+
+fn stage_keys(chunk_first: u32, local: u32) {
+  for (var i = 0u; i < KEY_UNITS_PER_THREAD; i++) {
+    let unit = local + i * THREADS;
+    if (unit < KEY_UNITS) {
+      let key = unit % TILE_KEYS;
+      let quad = unit / TILE_KEYS;
+      let values = decode_four(fetched[i], fetched_group[i], chunk_first + quad * 4u);
+      for (var j = 0u; j < 4u; j++) { stage[(quad * 4u + j) * (TILE_KEYS / 4u) + key / 4u][key % 4u] = values[j]; }
+    }
+  }
+}
+
+// Values: unit = (row, 4 dimensions), adjacent threads on adjacent dimensions of a row.
+fn fetch_values(tile_start: u32, chunk_key: u32, local: u32) {
+  for (var i = 0u; i < VALUE_UNITS_PER_THREAD; i++) {
+    let unit = local + i * THREADS;
+    if (unit < VALUE_UNITS) {
+      let at = key_words_at(tile_start, chunk_key + unit / (HEAD_DIM / 4u));
+      fetch_four(true, at, unit % (HEAD_DIM / 4u) * 4u, i);
+    }
+  }
+}
+
+fn stage_values(local: u32) {
+  for (var i = 0u; i < VALUE_UNITS_PER_THREAD; i++) {
+    let unit = local + i * THREADS;
+    if (unit < VALUE_UNITS) { stage[unit] = decode_four(fetched[i], fetched_group[i], unit % (HEAD_DIM / 4u) * 4u); }
+  }
 }
 
 // First key position a query at `position` may see.
@@ -132,6 +208,35 @@ fn window_start(position: u32) -> u32 {
 fn max4(v: vec4<f32>) -> f32 { return max(max(v.x, v.y), max(v.z, v.w)); }
 fn sum4(v: vec4<f32>) -> f32 { return (v.x + v.y) + (v.z + v.w); }
 
+// A thread's value for each of its 4 vectors into `partials_max`, [vector][key thread].
+fn publish(tm: u32, tn: u32, values: vec4<f32>) {
+  let at = tm * 4u * KEY_THREADS + tn;
+  partials_max[at] = values.x;
+  partials_max[at + KEY_THREADS] = values.y;
+  partials_max[at + 2u * KEY_THREADS] = values.z;
+  partials_max[at + 3u * KEY_THREADS] = values.w;
+}
+
+// Max of each of a thread's 4 vectors' scores over the KEY_THREADS threads that share the vectors.
+fn tile_max(tm: u32, tn: u32, s0: vec4<f32>, s1: vec4<f32>, s2: vec4<f32>, s3: vec4<f32>) -> vec4<f32> {
+  var maxima = vec4<f32>(max4(s0), max4(s1), max4(s2), max4(s3));
+//#if SUBGROUPS
+  if (SUBGROUP_MAX) {
+    for (var offset = 1u; offset < KEY_THREADS; offset <<= 1u) { maxima = max(maxima, subgroupShuffleXor(maxima, offset)); }
+    return maxima;
+  }
+//#endif
+  publish(tm, tn, maxima);
+  workgroupBarrier();
+  var result = vec4<f32>(NO_SCORE);
+  for (var t = 0u; t < KEY_THREADS; t++) {
+    let at = tm * 4u * KEY_THREADS + t;
+    result = max(result, vec4<f32>(partials_max[at], partials_max[at + KEY_THREADS],
+      partials_max[at + 2u * KEY_THREADS], partials_max[at + 3u * KEY_THREADS]));
+  }
+  return result;
+}
+
 @compute @workgroup_size(THREADS)
 fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) local: u32) {
   let partition_index = wg.x;
@@ -142,21 +247,27 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
   let query_start = batch[sequence_at];
   let query_length = batch[sequence_at + 1u];
   let context_length = batch[sequence_at + 2u];
-  let table_at = batch[sequence_at + 3u];
-  let kv_head = wg.z / params.head_chunks;
+  // Locals for the loop bounds (the uniformity analysis takes private variables as non-uniform),
+  // copied to the private variables that the fetch functions read.
+  let kv = wg.z / params.head_chunks;
+  table_at = batch[sequence_at + 3u];
+  kv_head = kv;
   let chunk = wg.z % params.head_chunks;
   let group_size = params.q_heads / params.kv_heads;
-  let first_head = kv_head * group_size + chunk * params.heads_per_chunk;
+  let first_head = kv * group_size + chunk * params.heads_per_chunk;
   let heads = min(params.heads_per_chunk, group_size - chunk * params.heads_per_chunk);
   let vectors = row_count * heads;
-  let head_block_words = params.block_size * (ROW_WORDS + GROUPS);
   let tm = local / KEY_THREADS;
   let tn = local % KEY_THREADS;
 
   let first_position = context_length - query_length + first_row;
   let lowest = window_start(first_position);
   let partition_start = (lowest / params.partition_size + partition_index) * params.partition_size;
-  let partition_end = min(partition_start + params.partition_size, first_position + row_count);
+  let end = min(partition_start + params.partition_size, first_position + row_count);
+  partition_end = end;
+  let first_tile = max(partition_start, lowest / TILE_KEYS * TILE_KEYS);
+  // The first tile's first keys are on their way while the queries are staged.
+  if (first_tile < end) { fetch_keys(first_tile, 0u, local); }
 
   // Adjacent threads on adjacent vectors: their stores land in different banks.
   for (var index = local; index < BLOCK_M * HEAD_DIM; index += THREADS) {
@@ -192,31 +303,21 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
   let dims_loop = chunk_dims();
   let keys_loop = chunk_keys();
 
-  for (var tile_start = max(partition_start, lowest / TILE_KEYS * TILE_KEYS); tile_start < partition_end; tile_start += TILE_KEYS) {
-    if (local < TILE_KEYS) {
-      // Keys past the partition read the tile's first key (any written row will do: p is 0 there).
-      let position = select(tile_start, tile_start + local, tile_start + local < partition_end);
-      let block = batch[table_at + position / params.block_size];
-      let offset = position % params.block_size;
-      let head_block = (block * params.kv_heads + kv_head) * head_block_words;
-      row_at[local] = head_block + offset * ROW_WORDS;
-      groups_at[local] = head_block + params.block_size * ROW_WORDS + offset * GROUPS;
-    }
-    workgroupBarrier();
-
+  // Each staging step: the words fetched during the previous step go to `stage`, a barrier publishes
+  // them, the loads of the next step (the next chunk, the tile's values, the next tile's keys) are
+  // issued, and the arithmetic on `stage` runs while they travel; a second barrier frees `stage`.
+  for (var tile_start = first_tile; tile_start < end; tile_start += TILE_KEYS) {
     // (1) Scores of 4 vectors × 4 keys, CHUNK_DIMS dimensions at a time.
     var s0 = vec4<f32>(0.0); var s1 = vec4<f32>(0.0);
     var s2 = vec4<f32>(0.0); var s3 = vec4<f32>(0.0);
     for (var chunk_first = 0u; chunk_first < HEAD_DIM; chunk_first += CHUNK_DIMS) {
-      // Unit = (key, 4 dimensions), adjacent threads on adjacent keys: their stores into the
-      // [dim][key] layout land in different banks (on adjacent dimensions they would all share one).
-      for (var unit = local; unit < TILE_KEYS * CHUNK_DIMS / 4u; unit += THREADS) {
-        let key = unit % TILE_KEYS;
-        let quad = unit / TILE_KEYS;
-        let values = row_four(false, row_at[key], groups_at[key], chunk_first + quad * 4u);
-        for (var j = 0u; j < 4u; j++) { stage[(quad * 4u + j) * (TILE_KEYS / 4u) + key / 4u][key % 4u] = values[j]; }
-      }
+      stage_keys(chunk_first, local);
       workgroupBarrier();
+      if (chunk_first + CHUNK_DIMS < HEAD_DIM) {
+        fetch_keys(tile_start, chunk_first + CHUNK_DIMS, local);
+      } else {
+        fetch_values(tile_start, 0u, local);
+      }
       // Four dimensions per step, their loads issued before the arithmetic, so latencies overlap.
       for (var d = 0u; d < dims_loop; d += 4u) {
         let q_at = (chunk_first + d) * VECTOR_QUADS + tm;
@@ -239,24 +340,12 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
 
     // (2) Mask, tile max per vector, rescale, probabilities.
     let key_position = vec4<u32>(tile_start + tn * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
-    let in_partition = key_position < vec4<u32>(partition_end);
+    let in_partition = key_position < vec4<u32>(end);
     s0 = select(vec4<f32>(NO_SCORE), s0, in_partition & (key_position >= vec4<u32>(window_first[0])) & (key_position <= vec4<u32>(last[0])) & vec4<bool>(real[0]));
     s1 = select(vec4<f32>(NO_SCORE), s1, in_partition & (key_position >= vec4<u32>(window_first[1])) & (key_position <= vec4<u32>(last[1])) & vec4<bool>(real[1]));
     s2 = select(vec4<f32>(NO_SCORE), s2, in_partition & (key_position >= vec4<u32>(window_first[2])) & (key_position <= vec4<u32>(last[2])) & vec4<bool>(real[2]));
     s3 = select(vec4<f32>(NO_SCORE), s3, in_partition & (key_position >= vec4<u32>(window_first[3])) & (key_position <= vec4<u32>(last[3])) & vec4<bool>(real[3]));
-    let max_at = tm * 4u * KEY_THREADS + tn;
-    partials_max[max_at] = max4(s0);
-    partials_max[max_at + KEY_THREADS] = max4(s1);
-    partials_max[max_at + 2u * KEY_THREADS] = max4(s2);
-    partials_max[max_at + 3u * KEY_THREADS] = max4(s3);
-    workgroupBarrier();
-    var tile_max = vec4<f32>(NO_SCORE);
-    for (var t = 0u; t < KEY_THREADS; t++) {
-      let at = tm * 4u * KEY_THREADS + t;
-      tile_max = max(tile_max, vec4<f32>(partials_max[at], partials_max[at + KEY_THREADS],
-        partials_max[at + 2u * KEY_THREADS], partials_max[at + 3u * KEY_THREADS]));
-    }
-    let new_max = max(running_max, tile_max);
+    let new_max = max(running_max, tile_max(tm, tn, s0, s1, s2, s3));
     let correction = exp(running_max - new_max);
     running_max = new_max;
     let p0 = select(vec4<f32>(0.0), exp(s0 - new_max.x), s0 > vec4<f32>(NO_SCORE));
@@ -276,12 +365,13 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
 
     // (3) Σ p·v, CHUNK_KEYS value rows at a time (the first barrier also publishes the probabilities).
     for (var chunk_key = 0u; chunk_key < TILE_KEYS; chunk_key += CHUNK_KEYS) {
-      for (var unit = local; unit < CHUNK_KEYS * HEAD_DIM / 4u; unit += THREADS) {
-        let key = chunk_key + unit / (HEAD_DIM / 4u);
-        let quad = unit % (HEAD_DIM / 4u);
-        stage[unit] = row_four(true, row_at[key], groups_at[key], quad * 4u);
-      }
+      stage_values(local);
       workgroupBarrier();
+      if (chunk_key + CHUNK_KEYS < TILE_KEYS) {
+        fetch_values(tile_start, chunk_key + CHUNK_KEYS, local);
+      } else if (tile_start + TILE_KEYS < end) {
+        fetch_keys(tile_start + TILE_KEYS, 0u, local);
+      }
       // Four value rows per step, loads first.
       for (var k = 0u; k < keys_loop; k += 4u) {
         let p_at = (chunk_key + k) * VECTOR_QUADS + tm;
@@ -312,11 +402,7 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
   }
 
   // Σ p of each vector across its KEY_THREADS threads, in a fixed order.
-  let sum_at = tm * 4u * KEY_THREADS + tn;
-  partials_max[sum_at] = own_sum.x;
-  partials_max[sum_at + KEY_THREADS] = own_sum.y;
-  partials_max[sum_at + 2u * KEY_THREADS] = own_sum.z;
-  partials_max[sum_at + 3u * KEY_THREADS] = own_sum.w;
+  publish(tm, tn, own_sum);
   workgroupBarrier();
   var total = vec4<f32>(0.0);
   for (var t = 0u; t < KEY_THREADS; t++) {

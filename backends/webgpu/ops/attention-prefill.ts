@@ -28,6 +28,8 @@ export const PREFILL_ROWS_CHOICES = [1, 2, 4, 8, 16, 32, 64] as const;
 const QUERY_FLOATS = 4096;
 /** Largest staging buffer for key and value chunks, in floats. */
 const MAX_STAGE_FLOATS = 4096;
+/** Units (4 values of a row) a thread fetches per staging step: the kernel's MAX_UNITS. */
+const MAX_UNITS_PER_THREAD = 8;
 
 export interface PrefillPlan {
   headsPerChunk: number;
@@ -61,6 +63,8 @@ export function planPrefill(
   groupSize: number,
   sharedBytes: number,
   unroll: boolean,
+  /** Smallest subgroup the device may run (0 without subgroups): shuffles need ≥ headDim / 8 lanes. */
+  subgroupMinSize = 0,
 ): PrefillPlan | null {
   const { headDim } = spec;
   if (headDim % 8 !== 0 || headDim > QUERY_FLOATS / 4) return null;
@@ -70,8 +74,14 @@ export function planPrefill(
   const headsPerChunk = Math.min(groupSize, vectorCap);
   const rowsPerItem = Math.min(64, largestPowerOfTwoAtMost(Math.floor(vectorCap / headsPerChunk)));
   const blockM = Math.ceil((rowsPerItem * headsPerChunk) / 4) * 4;
-  const fixedFloats = blockM * headDim + blockM * tileKeys + blockM * keyThreads + 2 * tileKeys;
-  const available = Math.min(MAX_STAGE_FLOATS, Math.floor(sharedBytes / 4) - fixedFloats, tileKeys * headDim);
+  const threads = (blockM / 4) * keyThreads;
+  const fixedFloats = blockM * headDim + blockM * tileKeys + blockM * keyThreads;
+  const available = Math.min(
+    MAX_STAGE_FLOATS,
+    Math.floor(sharedBytes / 4) - fixedFloats,
+    tileKeys * headDim,
+    threads * MAX_UNITS_PER_THREAD * 4,
+  );
   // Keys are staged in chunks of whole 4-dimension groups, values in chunks of 4 whole rows (the
   // kernel steps through both 4 at a time).
   const chunkDims = largestDivisor(headDim, available / tileKeys, 4);
@@ -83,7 +93,7 @@ export function planPrefill(
     headChunks: Math.ceil(groupSize / headsPerChunk),
     rowsPerItem,
     blockM,
-    threads: (blockM / 4) * keyThreads,
+    threads,
     chunkDims,
     chunkKeys,
     constants: {
@@ -93,6 +103,7 @@ export function planPrefill(
       CHUNK_DIMS: chunkDims,
       CHUNK_KEYS: chunkKeys,
       UNROLL: unroll ? 1 : 0,
+      SUBGROUP_MAX: subgroupMinSize >= keyThreads ? 1 : 0,
     },
   };
 }

@@ -37,6 +37,13 @@ const ROWS_PER_ITEM_CHOICES = [1, 2, 4, 8, 16] as const;
 const TILE = 128;
 /** Enough workgroups to keep a large GPU busy; below this, long contexts are split. */
 const TARGET_WORKGROUPS = 1024;
+/*
+ * Prefill-kernel dispatches use the same target: finer splits cost that kernel more than they gain.
+ * On an H200 (bench/attention.ts, partition sweep; 64 rows, headDim 64, 32K context) 8 partitions ran
+ * 1297 µs, 32 (this target) 1385, 128 1737: each workgroup stages its queries and writes partials,
+ * and the combine pass grows with the partitions. Fewer partitions would help that case further but
+ * also split the decode rows that share a dispatch less; not changed without measuring those.
+ */
 const MIN_PARTITION = 128;
 /** Partition size meaning "one partition": larger than any position. */
 const WHOLE_CONTEXT = 2 ** 30;
@@ -221,19 +228,17 @@ function choosePartitions(
   batch: GpuAttentionBatch,
   items: WorkItems[],
   window: number,
+  target: number,
   workgroupsPerPartition: number,
   partialBytesPerPartition: number,
   maxBindingBytes: number,
 ): { size: number; count: number } {
   const whole = { size: WHOLE_CONTEXT, count: 1 };
-  if (workgroupsPerPartition * 2 > TARGET_WORKGROUPS) return whole;
+  if (workgroupsPerPartition * 2 > target) return whole;
   let size = MIN_PARTITION;
   let count = partitionsNeeded(batch, items, window, size);
   const partialLimit = Math.min(MAX_PARTIAL_BYTES, maxBindingBytes);
-  while (
-    count > 1 &&
-    (workgroupsPerPartition * count > TARGET_WORKGROUPS || partialBytesPerPartition * count > partialLimit)
-  ) {
+  while (count > 1 && (workgroupsPerPartition * count > target || partialBytesPerPartition * count > partialLimit)) {
     size *= 2;
     count = partitionsNeeded(batch, items, window, size);
   }
@@ -270,6 +275,8 @@ export function planAttention(
   layer: number,
   batch: PreparedAttentionBatch,
   options: AttentionOptions,
+  /** Benchmarks only: the workgroup count below which keys are split (TARGET_WORKGROUPS otherwise). */
+  targetWorkgroups?: number,
 ): PlannedAttention {
   if (!(cache instanceof WebGpuKvCache)) throw new Error("attention: the KV cache belongs to another backend");
   if (!(batch instanceof GpuAttentionBatch)) throw new Error("attention: the batch was prepared by another backend");
@@ -307,7 +314,9 @@ export function planAttention(
   const sharedBytes = runtime.gpu.limits.maxComputeWorkgroupStorageSize;
   const groupSize = qHeads / kvHeads;
   const prefill =
-    batch.prefillItems.get(1)!.count > 0 ? planPrefill(cache.spec, cache.layout, groupSize, sharedBytes, unroll) : null;
+    batch.prefillItems.get(1)!.count > 0
+      ? planPrefill(cache.spec, cache.layout, groupSize, sharedBytes, unroll, runtime.gpu.subgroupMinSize)
+      : null;
   const prefillItems = prefill ? batch.prefillItems.get(prefill.rowsPerItem)! : null;
   const decodeRows = prefill ? batch.maxShortQueryLength : batch.maxQueryLength;
   const plan = planWorkgroups(headDim, groupSize, Math.max(1, decodeRows), cache.layout, sharedBytes);
@@ -318,6 +327,7 @@ export function planAttention(
     batch,
     prefillItems ? [decodeItems, prefillItems] : [decodeItems],
     window,
+    targetWorkgroups ?? TARGET_WORKGROUPS,
     workgroupsPerPartition,
     tokens * qHeads * (headDim + 2) * 4,
     runtime.maxBindingBytes,
