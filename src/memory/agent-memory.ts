@@ -46,6 +46,8 @@ interface HotAgent {
   agentId: string;
   kvSequence: SequenceId;
   tokens: number[];
+  /** Hashes of the full blocks of `tokens` (kept: a 32K-token agent has 2048 to chain each turn). */
+  hashes: string[];
   lastUsed: number;
   /** Requests of this agent being served now. */
   inUse: number;
@@ -142,18 +144,22 @@ export class AgentMemory implements KvMemory {
     } else if (agent) tier = "hot";
 
     let reused = 0;
+    /** Tokens the agent's cache shares with the prompt (before any rounding to whole blocks). */
+    let reusedPrefix = 0;
     let kvSequence: SequenceId | null = null;
     if (agent) {
       agent.inUse++;
       agent.lastUsed = Date.now();
-      reused = Math.min(commonPrefix(agent.tokens, promptTokens), limit);
+      reusedPrefix = Math.min(commonPrefix(agent.tokens, promptTokens), limit);
+      reused = reusedPrefix;
       // A fork copies a partly filled last block: make room for it, or reuse whole blocks only.
       if (reused % blockSize !== 0 && this.paging.freeBlockCount === 0) await this.reclaim(1);
       if (reused % blockSize !== 0 && this.paging.freeBlockCount === 0) reused -= reused % blockSize;
       if (reused > 0) kvSequence = this.paging.fork(agent.kvSequence, reused);
       else tier = null;
     }
-    const sharedBlocks = this.shared.lookup(blockHashes(scope.tenant, promptTokens.slice(0, limit), blockSize));
+    const known = agent ? { hashes: agent.hashes, blocks: Math.floor(reusedPrefix / blockSize) } : null;
+    const sharedBlocks = this.shared.lookup(blockHashes(scope.tenant, promptTokens.slice(0, limit), blockSize, known));
     if (sharedBlocks.length * blockSize > reused) {
       if (kvSequence !== null) this.paging.free(kvSequence);
       reused = sharedBlocks.length * blockSize;
@@ -193,7 +199,12 @@ export class AgentMemory implements KvMemory {
       this.paging.free(kvSequence);
       return;
     }
-    this.shared.register(blockHashes(scope.tenant, tokens, this.paging.blockSize), this.paging.blockTable(kvSequence));
+    const blockSize = this.paging.blockSize;
+    const known = agent
+      ? { hashes: agent.hashes, blocks: Math.floor(commonPrefix(agent.tokens, tokens) / blockSize) }
+      : null;
+    const hashes = blockHashes(scope.tenant, tokens, blockSize, known);
+    this.shared.register(hashes, this.paging.blockTable(kvSequence));
     if (scope.agentId === null) {
       // Its blocks stay findable by hash until they are handed out again.
       this.paging.free(kvSequence);
@@ -201,13 +212,14 @@ export class AgentMemory implements KvMemory {
     }
     if (agent) {
       this.paging.free(agent.kvSequence);
-      Object.assign(agent, { kvSequence, tokens: [...tokens], lastUsed: Date.now(), dirty: true });
+      Object.assign(agent, { kvSequence, tokens: [...tokens], hashes, lastUsed: Date.now(), dirty: true });
     } else {
       this.hot.set(key(scope.tenant, scope.agentId), {
         tenant: scope.tenant,
         agentId: scope.agentId,
         kvSequence,
         tokens: [...tokens],
+        hashes,
         lastUsed: Date.now(),
         inUse: 0,
         dirty: true,
@@ -248,6 +260,7 @@ export class AgentMemory implements KvMemory {
       agentId,
       kvSequence: this.paging.create(),
       tokens: [],
+      hashes: [],
       lastUsed: Date.now(),
       inUse: 0,
       dirty: true,
@@ -376,8 +389,18 @@ export class AgentMemory implements KvMemory {
     this.counters.reloads++;
     this.counters.reloadBytes += table.length * bytesPerBlock;
     this.counters.reloadMs += performance.now() - started;
-    this.shared.register(blockHashes(tenant, tokens, this.paging.blockSize), table);
-    const agent: HotAgent = { tenant, agentId, kvSequence, tokens, lastUsed: Date.now(), inUse: 0, dirty: false };
+    const hashes = blockHashes(tenant, tokens, this.paging.blockSize);
+    this.shared.register(hashes, table);
+    const agent: HotAgent = {
+      tenant,
+      agentId,
+      kvSequence,
+      tokens,
+      hashes,
+      lastUsed: Date.now(),
+      inUse: 0,
+      dirty: false,
+    };
     this.hot.set(key(tenant, agentId), agent);
     this.options.logger.debug(
       `agent memory: agent ${JSON.stringify(agentId)} reloaded from disk (${tokens.length} tokens)`,
@@ -421,7 +444,7 @@ export class AgentMemory implements KvMemory {
       tenant: agent.tenant,
       agentId: agent.agentId,
       tokens: Uint32Array.from(agent.tokens),
-      blockHashes: blockHashes(agent.tenant, agent.tokens, this.paging.blockSize),
+      blockHashes: agent.hashes,
       blocks,
       updatedAt: agent.lastUsed,
     };

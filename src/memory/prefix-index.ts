@@ -13,16 +13,33 @@ import { createHash } from "node:crypto";
 import type { PagedKv } from "../../backends/kv-paging.js";
 
 /** The chained hash of each full block of `tokens` (a partial last block has none). */
-export function blockHashes(tenant: string, tokens: readonly number[], blockSize: number): string[] {
-  const hashes: string[] = [];
-  let previous = createHash("sha256").update(`agent-memory blocks\0${tenant}`).digest();
+export function blockHashes(
+  tenant: string,
+  tokens: readonly number[],
+  blockSize: number,
+  known: KnownHashes | null = null,
+): string[] {
+  // The chain up to a block depends only on the tokens up to it: hashes of a sequence with the same
+  // leading tokens are reused as they are, and the chain goes on from the last of them.
+  const reused = known ? Math.min(known.blocks, known.hashes.length, Math.floor(tokens.length / blockSize)) : 0;
+  const hashes: string[] = known ? known.hashes.slice(0, reused) : [];
+  let previous =
+    reused > 0
+      ? Buffer.from(hashes[reused - 1]!, "hex")
+      : createHash("sha256").update(`agent-memory blocks\0${tenant}`).digest();
   const words = new Uint32Array(blockSize);
-  for (let start = 0; start + blockSize <= tokens.length; start += blockSize) {
+  for (let start = reused * blockSize; start + blockSize <= tokens.length; start += blockSize) {
     for (let i = 0; i < blockSize; i++) words[i] = tokens[start + i]!;
     previous = createHash("sha256").update(previous).update(new Uint8Array(words.buffer)).digest();
     hashes.push(previous.toString("hex"));
   }
   return hashes;
+}
+
+/** Hashes already computed for a sequence whose first `blocks` full blocks hold the same tokens. */
+export interface KnownHashes {
+  hashes: readonly string[];
+  blocks: number;
 }
 
 interface Entry {
