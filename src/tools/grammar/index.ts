@@ -22,7 +22,7 @@ import { SchemaCompiler, STATE_BUDGET } from "./schema.js";
 
 export { GrammarError, UnsupportedSchemaError } from "./errors.js";
 export { CompiledGrammar, createMatcher, naiveMask, type GrammarMatcher, type MatcherOptions } from "./matcher.js";
-export { IGNORED as ANNOTATION_KEYWORDS } from "./schema.js";
+export { IGNORED as ANNOTATION_KEYWORDS } from "./schema-keywords.js";
 export { TokenVocabulary, type TokenizerLike } from "./vocabulary.js";
 
 export type GrammarNode =
