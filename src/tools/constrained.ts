@@ -157,14 +157,7 @@ export function grammarConstraint(
   vocabulary: TokenVocabulary,
   endTokenIds: readonly number[],
 ): TokenConstraint {
+  // The matcher itself allows end-of-turn tokens only once the grammar is complete, and accepts them.
   const matcher: GrammarMatcher = createMatcher(grammar, vocabulary, endTokenIds);
-  const ends = new Set(endTokenIds);
-  return {
-    mask: () => matcher.mask(),
-    accept: (token) => {
-      // The end-of-turn token ends generation; the grammar has nothing to advance past it.
-      if (ends.has(token) && matcher.isComplete()) return;
-      matcher.accept(token);
-    },
-  };
+  return { mask: () => matcher.mask(), accept: (token) => matcher.accept(token) };
 }
