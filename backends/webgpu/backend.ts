@@ -46,11 +46,12 @@ export class WebGpuBackend implements Backend {
 
   private constructor(readonly runtime: GpuRuntime) {}
 
-  static async create(): Promise<WebGpuBackend> {
+  /** `dawnFlags`: Dawn's own options, for benchmarks (see acquireDevice). */
+  static async create(dawnFlags: readonly string[] = []): Promise<WebGpuBackend> {
     let backend: WebGpuBackend | null = null;
     const device = await acquireDevice((reason) => {
       if (backend) backend.lostReason = reason;
-    });
+    }, dawnFlags);
     backend = new WebGpuBackend(new GpuRuntime(device));
     return backend;
   }

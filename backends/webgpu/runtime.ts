@@ -197,11 +197,56 @@ export class GpuRuntime {
     work.params.writeTo(new DataView(this.arenaStaging), paramOffset);
     this.arenaUsed += slot;
 
+    if (this.trace && this.trace.kernels.length * 2 < this.trace.querySet.count) {
+      // Traced: this dispatch alone in a pass whose start and end write timestamps.
+      const index = this.trace.kernels.length;
+      this.trace.kernels.push(`${this.lastKernel} ${work.workgroups.join("×")}`);
+      this.beginTimedPass({
+        querySet: this.trace.querySet,
+        beginningOfPassWriteIndex: 2 * index,
+        endOfPassWriteIndex: 2 * index + 1,
+      });
+    }
     const pass = this.computePass();
     pass.setPipeline(kernel.pipeline);
     pass.setBindGroup(0, this.bindGroup(kernel.file, kernel.layout, work.bindings), [paramOffset]);
     const [x, y = 1, z = 1] = work.workgroups;
     pass.dispatchWorkgroups(x, y, z);
+    if (this.trace) this.endPass();
+  }
+
+  private trace: { querySet: GPUQuerySet; kernels: string[] } | null = null;
+
+  /**
+   * For benchmarks (needs timestamp-query; capacity ≤ 2048, half the largest query set): each of the next `capacity` dispatches runs alone in a
+   * compute pass that writes timestamps, until `stopTracing` reads them back. Isolating dispatches
+   * removes the overlap between neighbours, so the times add up to somewhat more than a normal pass.
+   */
+  startTracing(capacity: number): void {
+    this.endPass();
+    this.trace = { querySet: this.device.createQuerySet({ type: "timestamp", count: 2 * capacity }), kernels: [] };
+  }
+
+  /** The traced dispatches in order: kernel (file:entry point workgroups) and GPU time in µs. */
+  async stopTracing(): Promise<{ kernel: string; micros: number }[]> {
+    const trace = this.trace;
+    if (!trace) return [];
+    this.trace = null;
+    this.endPass();
+    const count = trace.kernels.length * 2;
+    if (count === 0) {
+      trace.querySet.destroy();
+      return [];
+    }
+    const resolved = this.device.createBuffer({
+      size: count * 8,
+      usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+    });
+    this.resolveQueries(trace.querySet, 0, count, resolved);
+    const ticks = new BigInt64Array(await this.readBytes(new GpuTensor([count * 2], "u32", resolved, 0, "view")));
+    resolved.destroy();
+    trace.querySet.destroy();
+    return trace.kernels.map((kernel, i) => ({ kernel, micros: Number(ticks[2 * i + 1]! - ticks[2 * i]!) / 1000 }));
   }
 
   private bindGroup(file: string, layout: GPUBindGroupLayout, bindings: Dispatch["bindings"]): GPUBindGroup {
