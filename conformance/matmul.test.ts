@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import type { Backend, QuantizedMatrix } from "../backends/contract.js";
 import type { WebGpuBackend } from "../backends/webgpu/backend.js";
-import { overrideBindingLimit, planMatmul, setGemvTuning } from "../backends/webgpu/ops/matmul.js";
+import { overrideBindingLimit, planMatmul, setGemmSplits, setGemvTuning } from "../backends/webgpu/ops/matmul.js";
 import type { GpuTensor } from "../backends/webgpu/runtime.js";
 import * as oracle from "./oracle/matmul.js";
 import { backendFor, backendsUnderTest, poison } from "./support/backends.js";
@@ -154,6 +154,45 @@ for (const backendName of backendsUnderTest()) {
     afterEach(() => {
       overrideBindingLimit(null);
       setGemvTuning(null);
+      setGemmSplits(null);
+    });
+
+    it("splits a GEMM over k into partial sums (uneven last split, row chunks too), plain and quantized", async () => {
+      const backend = (await backendFor(backendName)) as WebGpuBackend;
+      const rng = random("matmul split over k");
+      // K = 256 in 3 splits: 96 + 96 + 64 (k per split rounds up to the kernel's steps of 32).
+      const [n, k] = [300, 256];
+      const quantized = uploadQuantized(backend, rng, n, k, 4, 64, "bf16");
+      const plain = uploadPlain(backend, rng, n, k, "f16");
+      const ragged = uploadPlain(backend, rng, n, 103, "f32");
+      for (const chunked of [false, true]) {
+        overrideBindingLimit(chunked ? 16384 : null);
+        for (const [label, weight, exact, cols] of [
+          ["matmul_quantized q4 g64 bf16", quantized.matrix, quantized.exact, k],
+          ["matmul f16", plain.tensor, plain.exact, k],
+          // Rows of 412 bytes cannot be chunked at 256-byte offsets: this one only unchunked.
+          ...(chunked ? [] : ([["matmul f32 K=103", ragged.tensor, ragged.exact, 103]] as const)),
+        ] as const) {
+          // x must fit the lowered limit too: 12 rows of 256 floats do, 130 do not.
+          for (const m of chunked ? [9, 12] : [9, 130]) {
+            setGemmSplits(3);
+            const out = backend.upload(new Float32Array(m * n), [m, n], "f32");
+            const x = backend.upload(new Float32Array(m * cols), [m, cols], "f32");
+            const plan = planMatmul(backend.runtime, x as GpuTensor, weight, out as GpuTensor);
+            const reduces = plan.filter((dispatch) => dispatch.file === "matmul_reduce_splits.wgsl");
+            const gemms = plan.filter((dispatch) => dispatch.entryPoint === "gemm");
+            expect(reduces.length, `${label} M=${m}: one reduce per GEMM`).toBe(gemms.length);
+            expect(gemms.every((dispatch) => dispatch.workgroups[2] === (cols === k ? 3 : 2))).toBe(true);
+            backend.free(out);
+            backend.free(x);
+            const shape = `${label} M=${m}${chunked ? " row chunks" : ""}`;
+            await checkMatmul(backend, `${shape} split`, rng.normals(m * cols), m, weight, exact, n, cols);
+          }
+        }
+      }
+      freeQuantized(backend, quantized);
+      backend.free(plain.tensor);
+      backend.free(ragged.tensor);
     });
 
     it("splits weights larger than one binding into row chunks (lowered limit), plain and quantized", async () => {

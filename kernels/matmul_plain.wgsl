@@ -6,9 +6,12 @@
 //   1 x: array<f32> [m, k] f32 activations,
 //   2 weight: array<u32> [rows, k]: f32 bits, or 16-bit values packed two per u32, first value in the low
 //     half; a row chunk of a larger matrix is bound at its (256-byte aligned, so even) element offset,
-//   3 out: array<f32> [m, out_stride]; a dispatch writes columns out_offset … out_offset + rows − 1.
+//   3 out: array<f32> [m, out_stride]; a dispatch writes columns out_offset … out_offset + rows − 1;
+//     split over k (below), partial sums [splits, m, out_stride] for matmul_reduce_splits.wgsl.
 // Workgroup: 256 threads compute a 64×64 tile of out, 4×4 each; k advances 32 at a time through tiles of
-//   x and w in workgroup memory. Grid: (ceil(rows / 64), ceil(m / 64)).
+//   x and w in workgroup memory. Grid: (ceil(rows / 64), ceil(m / 64), splits): with few tiles the GPU
+//   would sit mostly idle, so workgroup z sums only k_per_split of k and writes its partial sums at
+//   z · split_stride.
 
 struct Params {
   rows: u32,        // rows of w this dispatch covers (output columns it writes)
@@ -16,6 +19,8 @@ struct Params {
   m: u32,           // rows of x
   out_stride: u32,  // columns of out (rows of the whole matrix)
   out_offset: u32,  // first column of out this dispatch writes
+  k_per_split: u32, // k summed by one workgroup: a multiple of 32 (k when not split)
+  split_stride: u32, // elements between the partial sums of consecutive splits (0 when not split)
 }
 
 override WEIGHT_DTYPE: u32 = 0u;  // 0 f32, 1 f16, 2 bf16
@@ -46,7 +51,9 @@ fn gemm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let tn = local % 16u;
   let tm = local / 16u;
   var acc: array<vec4<f32>, 4>;
-  for (var k0 = 0u; k0 < params.k; k0 += TILE_K) {
+  let k_begin = wg.z * params.k_per_split;
+  let k_end = min(params.k, k_begin + params.k_per_split);
+  for (var k0 = k_begin; k0 < k_end; k0 += TILE_K) {
     // 64 rows × 32 columns of each operand, 8 elements per thread, consecutive threads along k.
     for (var i = 0u; i < 8u; i++) {
       let item = local + i * 256u;
@@ -74,7 +81,9 @@ fn gemm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let m = m0 + tm * 4u + i;
     for (var j = 0u; j < 4u; j++) {
       let n = n0 + tn * 4u + j;
-      if (m < params.m && n < params.rows) { out[m * params.out_stride + params.out_offset + n] = acc[i][j]; }
+      if (m < params.m && n < params.rows) {
+        out[wg.z * params.split_stride + m * params.out_stride + params.out_offset + n] = acc[i][j];
+      }
     }
   }
 }

@@ -7,10 +7,12 @@
 //   2 weight: array<vec4<u32>> [rows, k·BITS/128], 32/BITS values per u32, first value in the lowest bits;
 //     a row chunk of a larger matrix is bound at its byte offset,
 //   3 scales, 4 biases: array<u32> [rows, k/group size], f32 bits or packed 16-bit pairs (params.scale_dtype),
-//   5 out: array<f32> [m, out_stride]; a dispatch writes columns out_offset … out_offset + rows − 1.
+//   5 out: array<f32> [m, out_stride]; a dispatch writes columns out_offset … out_offset + rows − 1;
+//     split over k (below), partial sums [splits, m, out_stride] for matmul_reduce_splits.wgsl.
 // Workgroup: 256 threads compute a 64×64 tile of out, 4×4 each; k advances 32 at a time through tiles of x
 //   and dequantized w in workgroup memory (a step of 32 never straddles a group). Grid: (ceil(rows / 64),
-//   ceil(m / 64)).
+//   ceil(m / 64), splits): with few tiles (few rows of x, few rows of w) the GPU would sit mostly idle, so
+//   workgroup z sums only k_per_split of k and writes its partial sums at z · split_stride.
 
 struct Params {
   rows: u32,        // rows of w this dispatch covers (output columns it writes)
@@ -20,6 +22,8 @@ struct Params {
   out_offset: u32,  // first column of out this dispatch writes
   group_shift: u32, // log2 of the group size (32, 64 or 128)
   scale_dtype: u32, // scales and biases: 0 f32, 1 f16, 2 bf16 (a uniform branch: one pipeline serves all)
+  k_per_split: u32, // k summed by one workgroup: a multiple of 32 (k when not split)
+  split_stride: u32, // elements between the partial sums of consecutive splits (0 when not split)
 }
 
 override BITS: u32 = 4u;
@@ -70,7 +74,9 @@ fn gemm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
   let row = min(n0 + w_row, params.rows - 1u);
 
   var acc: array<vec4<f32>, 4>;
-  for (var k0 = 0u; k0 < params.k; k0 += TILE_K) {
+  let k_begin = wg.z * params.k_per_split;
+  let k_end = min(params.k, k_begin + params.k_per_split);
+  for (var k0 = k_begin; k0 < k_end; k0 += TILE_K) {
     for (var i = 0u; i < 2u; i++) {
       let item = local + i * WORKGROUP_SIZE;
       let m = item / 8u;
@@ -112,7 +118,9 @@ fn gemm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let m = m0 + tm * 4u + i;
     for (var j = 0u; j < 4u; j++) {
       let n = n0 + tn * 4u + j;
-      if (m < params.m && n < params.rows) { out[m * params.out_stride + params.out_offset + n] = acc[i][j]; }
+      if (m < params.m && n < params.rows) {
+        out[wg.z * params.split_stride + m * params.out_stride + params.out_offset + n] = acc[i][j];
+      }
     }
   }
 }

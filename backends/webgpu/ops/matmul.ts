@@ -6,7 +6,9 @@
  * Few rows of x (decode) run as a GEMV that reads each weight once with 16-byte loads; more rows
  * (prefill) run as a tiled GEMM. A weight matrix larger than one storage binding (Gemma 3's 262144-row
  * embedding and LM head, against lavapipe's 128 MiB) is bound in row chunks at 256-byte aligned offsets of
- * its buffer, one dispatch per chunk, each writing its own columns of the output.
+ * its buffer, one dispatch per chunk, each writing its own columns of the output. A GEMM with few output
+ * tiles (a 64-row follow-up through a 2048-wide projection makes 32 of them, for a GPU with 132 SMs) is
+ * split over k into partial sums that matmul_reduce_splits.wgsl adds up.
  */
 import { isQuantized, type Matrix, type OpName, type Tensor } from "../../contract.js";
 import { GpuTensor, Params, type Dispatch, type GpuRuntime } from "../runtime.js";
@@ -76,6 +78,50 @@ const BINDING_OFFSET_ALIGNMENT = 256;
 /** The GEMM's output tile: rows of w (and of x) per workgroup. */
 const GEMM_TILE = 64;
 const MAX_WORKGROUPS_PER_DIMENSION = 65535;
+/**
+ * Workgroups a GEMM should reach before it is split over k: an H200 has 132 SMs (WebGPU does not say
+ * how many a device has), and 64-row prefills through 2048-wide projections made 32 tiles, 2.4 TFLOP/s
+ * against 19 for 8192-wide ones (bench/forward-profile.ts).
+ */
+const GEMM_TARGET_WORKGROUPS = 256;
+/** Least k a split sums: 8 steps of 32, so a workgroup's fixed costs (its tile setup, its writes) stay small. */
+const GEMM_MIN_SPLIT_K = 256;
+const GEMM_TILE_K = 32;
+
+let gemmSplitOverride: number | null = null;
+
+/** Split every GEMM over k into this many parts where k allows (null: chosen per shape), for tests. */
+export function setGemmSplits(splits: number | null): void {
+  if (splits !== null && (!Number.isInteger(splits) || splits < 1))
+    throw new Error(`gemm splits must be ≥ 1, got ${splits}`);
+  gemmSplitOverride = splits;
+}
+
+/** k per split (a multiple of the GEMM's k step) and the number of splits, for `tiles` output tiles. */
+function gemmSplit(runtime: GpuRuntime, tiles: number, k: number): { splits: number; kPerSplit: number } {
+  let wanted = 1;
+  if (gemmSplitOverride !== null) wanted = gemmSplitOverride;
+  // A CPU adapter runs a few workgroups at a time: nothing idles, and the extra pass would only cost.
+  else if (!runtime.gpu.isCpuAdapter && tiles * 2 <= GEMM_TARGET_WORKGROUPS) {
+    wanted = Math.min(Math.floor(GEMM_TARGET_WORKGROUPS / tiles), Math.floor(k / GEMM_MIN_SPLIT_K));
+  }
+  const kPerSplit = Math.ceil(Math.ceil(k / Math.max(1, wanted)) / GEMM_TILE_K) * GEMM_TILE_K;
+  return { splits: Math.ceil(k / kPerSplit), kPerSplit };
+}
+
+/** Partial sums of split GEMMs: one scratch buffer per runtime, reused in order by every split GEMM. */
+const splitScratch = new WeakMap<GpuRuntime, GpuTensor>();
+
+function splitScratchFor(runtime: GpuRuntime, floats: number): GpuTensor {
+  let scratch = splitScratch.get(runtime);
+  if (!scratch || scratch.size < floats) {
+    // Safe while recorded work still reads the old one: see GpuRuntime.release.
+    if (scratch) runtime.release(scratch);
+    scratch = runtime.allocate([floats], "f32");
+    splitScratch.set(runtime, scratch);
+  }
+  return scratch;
+}
 /** Rows of w each GEMV thread accumulates (one vec4 in the kernels). */
 const GEMV_ROWS_PER_SLOT = 4;
 const WORKGROUP_SIZE = 256;
@@ -269,18 +315,50 @@ export function planMatmul(runtime: GpuRuntime, x: GpuTensor, w: Matrix, out: Gp
     ? { BITS: layout.bits }
     : { WEIGHT_DTYPE: DTYPE_CODE[layout.dtype] };
 
-  return chunks.map((chunk): Dispatch => {
-    const params = new Params().u32(chunk.rows).u32(k).u32(m).u32(layout.rows).u32(chunk.firstRow);
-    // The GEMM takes group size and scale dtype as params (one pipeline per bit width); the GEMV as
-    // pipeline constants, which made it faster, and ignores these two words.
+  return chunks.flatMap((chunk): Dispatch[] => {
+    const params = new Params().u32(chunk.rows).u32(k).u32(m);
+    if (!gemv) {
+      const tiles = [Math.ceil(chunk.rows / GEMM_TILE), Math.ceil(m / GEMM_TILE)] as const;
+      if (tiles[1] > MAX_WORKGROUPS_PER_DIMENSION) throw new Error(`${op}: ${m} rows of x exceed the grid`);
+      const { splits, kPerSplit } = gemmSplit(runtime, tiles[0] * tiles[1], k);
+      // Split: partial sums [splits, m, chunk rows] in the scratch buffer, then added up into out.
+      const splitStride = m * chunk.rows;
+      const target = splits > 1 ? splitScratchFor(runtime, splits * splitStride) : out;
+      if (splits > 1) params.u32(chunk.rows).u32(0);
+      else params.u32(layout.rows).u32(chunk.firstRow);
+      if (layout.quantized) params.u32(Math.log2(layout.groupSize)).u32(DTYPE_CODE[layout.dtype]);
+      params.u32(kPerSplit).u32(splits > 1 ? splitStride : 0);
+      const file = layout.quantized ? "matmul_quantized_gemm.wgsl" : "matmul_plain.wgsl";
+      const gemm: Dispatch = {
+        file,
+        entryPoint: "gemm",
+        constants: dtypeConstants,
+        params,
+        bindings: [x, ...chunk.bindings, target],
+        workgroups: [...tiles, splits],
+      };
+      if (splits === 1) return [gemm];
+      const reduceParams = new Params()
+        .u32(chunk.rows)
+        .u32(m)
+        .u32(splits)
+        .u32(splitStride)
+        .u32(layout.rows)
+        .u32(chunk.firstRow);
+      const reduce: Dispatch = {
+        file: "matmul_reduce_splits.wgsl",
+        entryPoint: "reduce",
+        params: reduceParams,
+        bindings: [target, out],
+        workgroups: grid1d(splitStride, 256),
+      };
+      return [gemm, reduce];
+    }
+    params.u32(layout.rows).u32(chunk.firstRow);
+    // The GEMV takes group size and scale dtype as pipeline constants, which made it faster, and
+    // ignores these two words.
     if (layout.quantized) params.u32(Math.log2(layout.groupSize)).u32(DTYPE_CODE[layout.dtype]);
     const bindings = [x, ...chunk.bindings, out];
-    if (!gemv) {
-      const workgroups = [Math.ceil(chunk.rows / GEMM_TILE), Math.ceil(m / GEMM_TILE)] as const;
-      if (workgroups[1] > MAX_WORKGROUPS_PER_DIMENSION) throw new Error(`${op}: ${m} rows of x exceed the grid`);
-      const file = layout.quantized ? "matmul_quantized_gemm.wgsl" : "matmul_plain.wgsl";
-      return { file, entryPoint: "gemm", constants: dtypeConstants, params, bindings, workgroups };
-    }
     const { threadsPerRow, workgroupSize } = gemvTuningFor(layout.rows, k / valuesPerChunk);
     const constants: Record<string, number> = {
       ...dtypeConstants,
@@ -295,7 +373,7 @@ export function planMatmul(runtime: GpuRuntime, x: GpuTensor, w: Matrix, out: Gp
     const rowsPerWorkgroup = (workgroupSize / threadsPerRow) * GEMV_ROWS_PER_SLOT;
     const file = layout.quantized ? "matmul_quantized_gemv.wgsl" : "matmul_plain_vec4.wgsl";
     const entryPoint = gemvEntryPoint(runtime, threadsPerRow);
-    return { file, entryPoint, constants, params, bindings, workgroups: grid1d(chunk.rows, rowsPerWorkgroup) };
+    return [{ file, entryPoint, constants, params, bindings, workgroups: grid1d(chunk.rows, rowsPerWorkgroup) }];
   });
 }
 
