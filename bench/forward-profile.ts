@@ -1,8 +1,9 @@
 /**
  * Where the time of one forward goes, for the hot follow-up of the agent-memory benchmark: NEW rows
  * (64) after a context of 0…32K tokens already in the cache. Per context length, medians of 5:
- *   record   host time to record the forward (model.forward returning: every dispatch encoded);
- *   drain    from then until the GPU is idle (submit + the work itself + the completion callback);
+ *   record   host time to record the forward (model.forward returning: every dispatch encoded; the
+ *            runtime submits every 64 dispatches, so the GPU is already working through the first ones);
+ *   drain    from then until the GPU is idle (the last submit, the rest of the work, the callback);
  *   read     an argmax of the last row read back to the host (a copy, a map, the await);
  *   total    the three together, what a step of the engine pays before it can sample;
  *   unsplit  the total again with every GEMM left whole (no split over k): the baseline of split-K;

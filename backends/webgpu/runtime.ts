@@ -73,6 +73,12 @@ export interface Dispatch {
 }
 
 const UNIFORM_ARENA_BYTES = 1 << 20;
+/**
+ * Recorded work is submitted every this many dispatches, so the GPU starts on a forward while the host
+ * still records the rest of it: a 64-row forward of a 1B model is ~400 dispatches and took 4-6 ms to
+ * record on the H200's host, time the GPU otherwise spent idle (bench/forward-profile.ts).
+ */
+const DISPATCHES_PER_SUBMIT = 64;
 /** Bind groups kept; decode reuses the same few hundred every step. Cleared when it overflows. */
 const BIND_GROUP_CACHE_LIMIT = 16_384;
 
@@ -86,6 +92,9 @@ export class GpuRuntime {
   private readonly arena: GPUBuffer;
   private readonly arenaStaging = new ArrayBuffer(UNIFORM_ARENA_BYTES);
   private arenaUsed = 0;
+  private dispatchesSinceSubmit = 0;
+  /** A benchmark's timed pass is open: its dispatches must stay in one pass, so no early submit. */
+  private timedPassOpen = false;
   private readonly bindGroups = new Map<string, GPUBindGroup>();
   /** Pool buffers released while recorded work that may read them is not yet submitted. */
   private readonly releasedSinceSubmit = new Set<GPUBuffer>();
@@ -212,7 +221,8 @@ export class GpuRuntime {
     pass.setBindGroup(0, this.bindGroup(kernel.file, kernel.layout, work.bindings), [paramOffset]);
     const [x, y = 1, z = 1] = work.workgroups;
     pass.dispatchWorkgroups(x, y, z);
-    if (this.trace) this.endPass();
+    if (this.trace) this.endTimedPass();
+    if (++this.dispatchesSinceSubmit >= DISPATCHES_PER_SUBMIT && !this.timedPassOpen) this.submit();
   }
 
   private trace: { querySet: GPUQuerySet; kernels: string[] } | null = null;
@@ -298,10 +308,12 @@ export class GpuRuntime {
   beginTimedPass(timestampWrites: GPUComputePassTimestampWrites): void {
     this.endPass();
     this.pass = this.commandEncoder().beginComputePass({ timestampWrites });
+    this.timedPassOpen = true;
   }
 
   endTimedPass(): void {
     this.endPass();
+    this.timedPassOpen = false;
   }
 
   /** Record a query-set resolve (timestamps → buffer) after the passes recorded so far. */
@@ -319,6 +331,7 @@ export class GpuRuntime {
     this.encoder = null;
     this.releasedSinceSubmit.clear();
     this.arenaUsed = 0;
+    this.dispatchesSinceSubmit = 0;
   }
 
   async finish(): Promise<void> {
