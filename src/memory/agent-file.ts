@@ -19,6 +19,7 @@ import type { FileHandle } from "node:fs/promises";
 import type { KvStorage } from "../../backends/contract.js";
 import type { TensorEntry } from "../model/safetensors.js";
 import type { AgentRecord, CacheIdentity } from "./persistence.js";
+import { EndOfFileError, ReadPool, type ReadRun } from "./read-pool.js";
 
 export const CACHE_FORMAT_VERSION = 1;
 const FORMAT_NAME = "agent-memory.agent-kv";
@@ -228,10 +229,8 @@ function tensor(
   return entry;
 }
 
-/** Blocks are read this many bytes at a time into one buffer, and checksummed while the next chunks are read. */
+/** Blocks are read this many bytes at a time, each chunk read and checksummed by one thread of the ReadPool. */
 const READ_CHUNK_BYTES = 8 * 1024 * 1024;
-/** Reads queued on libuv's pool (4 threads by default) while this thread checksums and hands blocks on. */
-const READS_IN_FLIGHT = 2;
 
 /** Checks the file's size against the header, then reads and verifies the tokens. */
 export async function readAgentTokens(handle: FileHandle, header: AgentFileHeader): Promise<Uint32Array> {
@@ -253,15 +252,17 @@ export async function readAgentTokens(handle: FileHandle, header: AgentFileHeade
  * AgentFileRejected before any later chunk is handed on; what was accepted before it is the
  * caller's to discard.
  *
+ * The threads of `pool` read and checksum several chunks at once.
  * `buffers`: "reused" cycles through a few chunk buffers, so `bytes` is valid only until `accept`
- * returns (no allocation, and no page faults on fresh memory, however big the file: the streaming
- * reload); "owned" gives every chunk a buffer of its own, which `accept` may keep.
+ * returns (no allocation per chunk, however big the file: the streaming reload); "owned" gives every
+ * chunk a buffer of its own, which `accept` may keep.
  */
 export async function readAgentBlocks(
   handle: FileHandle,
   header: AgentFileHeader,
   buffers: "reused" | "owned",
   accept: (first: number, bytes: Uint8Array) => void,
+  pool: ReadPool = ReadPool.shared(),
 ): Promise<void> {
   const count = header.blocks.length;
   if (count === 0) return;
@@ -269,24 +270,23 @@ export async function readAgentBlocks(
   const blockBytes = header.blocks[0]!.byteLength;
   const perChunk = Math.max(1, Math.min(count, Math.floor(READ_CHUNK_BYTES / blockBytes)));
   const chunks = Math.ceil(count / perChunk);
-  const ring =
-    buffers === "reused"
-      ? Array.from({ length: Math.min(chunks, READS_IN_FLIGHT + 1) }, () => uninitialized(perChunk * blockBytes))
-      : [];
-  const read = async (chunk: number): Promise<Uint8Array> => {
+  // Two chunks per reader thread keep every thread busy.
+  const readsInFlight = 2 * pool.size;
+  const read = async (chunk: number): Promise<ReadRun> => {
     const first = chunk * perChunk;
-    const bytes = Math.min(perChunk, count - first) * blockBytes;
-    const buffer = buffers === "reused" ? ring[chunk % ring.length]!.subarray(0, bytes) : uninitialized(bytes);
-    await readFully(handle, buffer, header.blocks[first]!.fileOffset);
-    return buffer;
+    const byteLength = Math.min(perChunk, count - first) * blockBytes;
+    try {
+      return await pool.read(handle.fd, byteLength, header.blocks[first]!.fileOffset, blockBytes);
+    } catch (error) {
+      if (error instanceof EndOfFileError) throw new AgentFileRejected("truncated", error.message);
+      throw error;
+    }
   };
 
-  // A chunk's buffer is read into again only after `accept` returned for the chunk before: the ring
-  // has one buffer more than there are reads in flight.
-  const inFlight: Promise<Uint8Array>[] = [];
+  const inFlight: Promise<ReadRun>[] = [];
   let issued = 0;
   const issue = () => {
-    while (issued < chunks && inFlight.length < READS_IN_FLIGHT) {
+    while (issued < chunks && inFlight.length < readsInFlight) {
       const reading = read(issued++);
       reading.catch(() => undefined); // awaited in order below; this only keeps an early failure from being "unhandled"
       inFlight.push(reading);
@@ -295,15 +295,17 @@ export async function readAgentBlocks(
   try {
     issue();
     for (let chunk = 0; chunk < chunks; chunk++) {
-      const bytes = await inFlight.shift()!;
+      const { crcs, bytes } = await inFlight.shift()!;
       issue();
       const first = chunk * perChunk;
-      for (let i = 0; i * blockBytes < bytes.byteLength; i++) {
-        if (crc32(bytes.subarray(i * blockBytes, (i + 1) * blockBytes)) !== header.blockCrcs[first + i]) {
+      crcs.forEach((crc, i) => {
+        if (crc !== header.blockCrcs[first + i]) {
           throw new AgentFileRejected("corrupt", `block ${first + i} fails its checksum`);
         }
-      }
+      });
       accept(first, bytes);
+      // Reused: the buffer goes back to the readers (owned: it is the caller's now).
+      if (buffers === "reused") pool.recycle(bytes);
     }
   } finally {
     // No read may still be running when the caller closes the handle or drops the buffers.

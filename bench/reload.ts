@@ -1,0 +1,120 @@
+/**
+ * The store's half of a warm reload, without a backend: AgentStore.loadInto (read, verify every
+ * block's CRC-32, hand the blocks over) on agent files of growing size, against `dd` reading the same
+ * file in the same run. The agent-memory benchmark measures the whole reload (with the upload into the
+ * KV cache); this one says how much of it the file side allows.
+ *
+ * Each file is written by AgentStore.save, so it is in the page cache, as after an eviction; the
+ * first, unmeasured read of each brings both readers to the same state. Figures are medians of 3.
+ *
+ * Run from the repository root:
+ *   npx tsc -p tsconfig.json --noEmit false --outDir dist
+ *   node dist/bench/reload.js [--max-mb N] [--name=NAME]
+ */
+import { execFileSync } from "node:child_process";
+import { randomFillSync } from "node:crypto";
+import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { availableParallelism, cpus, tmpdir } from "node:os";
+import { join } from "node:path";
+import { createLogger } from "../src/logging.js";
+import { AgentStore, type CacheIdentity } from "../src/memory/persistence.js";
+
+const root = join(import.meta.dirname, "../..");
+const option = (name: string) => {
+  const index = process.argv.indexOf(`--${name}`);
+  return index >= 0 ? process.argv[index + 1] : process.argv.find((arg) => arg.startsWith(`--${name}=`))?.split("=")[1];
+};
+const maxMb = Number(option("max-mb") ?? 1024);
+const SIZES_MB = [64, 256, 1024, 4096].filter((mb) => mb <= maxMb);
+const REPEATS = 3;
+
+// The geometry of the agent-memory benchmark's 1B model: 16 layers × 8 kv heads × headDim 64, f16,
+// blocks of 16 tokens: 32 KiB per token, 512 KiB per block.
+const identity: CacheIdentity = {
+  modelId: "bench",
+  weightsFingerprint: "bench-weights",
+  tokenizerFingerprint: "bench-tokenizer",
+  backend: "webgpu",
+  layers: 16,
+  kvHeads: 8,
+  headDim: 64,
+  blockSize: 16,
+  storage: { kind: "float", dtype: "f16" },
+  bytesPerBlock: 16 * 8 * 64 * 2 * 2 * 16,
+};
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+
+async function main(): Promise<void> {
+  const directory = mkdtempSync(join(tmpdir(), "agent-memory-reload-"));
+  const store = new AgentStore(directory, identity, createLogger("WARNING"));
+  const cpu = cpus()[0]?.model ?? "unknown CPU";
+  process.stdout.write(`reload benchmark: ${cpu}, ${availableParallelism()} threads; ${directory}\n`);
+  const rows: { mb: number; bytes: number; loadMs: number; ddMs: number }[] = [];
+  for (const mb of SIZES_MB) {
+    const blockCount = (mb * 2 ** 20) / identity.bytesPerBlock;
+    const tokens = Uint32Array.from({ length: blockCount * identity.blockSize }, (_, i) => i % 50_000);
+    const blocks = Array.from({ length: blockCount }, () => randomFillSync(new Uint8Array(identity.bytesPerBlock)));
+    const agentId = `agent-${mb}`;
+    await store.save({
+      tenant: "bench",
+      agentId,
+      tokens,
+      blockHashes: Array.from({ length: blockCount }, (_, i) => `hash-${i}`),
+      blocks,
+      updatedAt: Date.now(),
+    });
+    const file = join(directory, AgentStore.fileName("bench", agentId));
+    const bytes = statSync(file).size;
+    let received = 0;
+    const load = async () => {
+      received = 0;
+      const started = performance.now();
+      const outcome = await store.loadInto("bench", agentId, {
+        begin: () => true,
+        blocks: (_first, data) => {
+          received += data.byteLength;
+        },
+      });
+      if (outcome !== "loaded" || received !== blockCount * identity.bytesPerBlock) {
+        throw new Error(`load ${outcome}, ${received} bytes`);
+      }
+      return performance.now() - started;
+    };
+    const dd = () => {
+      const started = performance.now();
+      execFileSync("dd", [`if=${file}`, "of=/dev/null", "bs=8M"], { stdio: "ignore" });
+      return performance.now() - started;
+    };
+    await load();
+    dd();
+    const loads: number[] = [];
+    const dds: number[] = [];
+    for (let i = 0; i < REPEATS; i++) {
+      loads.push(await load());
+      dds.push(dd());
+    }
+    const row = { mb, bytes, loadMs: median(loads), ddMs: median(dds) };
+    rows.push(row);
+    process.stdout.write(
+      `  ${mb} MiB: load ${(bytes / row.loadMs / 1e6).toFixed(2)} GB/s, dd ${(bytes / row.ddMs / 1e6).toFixed(2)} GB/s\n`,
+    );
+    await store.delete("bench", agentId);
+  }
+  rmSync(directory, { recursive: true, force: true });
+  process.stdout.write(`\n| file | load GB/s | dd GB/s | load / dd |\n| --- | --- | --- | --- |\n`);
+  for (const row of rows) {
+    const load = row.bytes / row.loadMs / 1e6;
+    const dd = row.bytes / row.ddMs / 1e6;
+    process.stdout.write(`| ${row.mb} MiB | ${load.toFixed(2)} | ${dd.toFixed(2)} | ${(load / dd).toFixed(2)} |\n`);
+  }
+  const name = option("name");
+  if (name) {
+    writeFileSync(
+      join(root, "bench/results", `reload-${name}.json`),
+      `${JSON.stringify({ cpu, threads: availableParallelism(), rows }, null, 2)}\n`,
+    );
+  }
+}
+
+await main();

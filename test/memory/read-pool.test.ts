@@ -1,0 +1,71 @@
+/**
+ * The reader threads of a warm reload: each task reads a run of a real file and returns it with the
+ * CRC-32 of each block, checked against zlib's on the main thread; recycled buffers come back with
+ * new contents; a file shorter than the run, and a closed descriptor, reject instead of returning
+ * short or stale data.
+ */
+import { randomBytes } from "node:crypto";
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { crc32 } from "node:zlib";
+import { afterAll, describe, expect, it } from "vitest";
+import { EndOfFileError, ReadPool } from "../../src/memory/read-pool.js";
+
+const directory = mkdtempSync(join(tmpdir(), "read-pool-"));
+afterAll(() => rmSync(directory, { recursive: true, force: true }));
+
+describe("ReadPool", () => {
+  it("reads runs in parallel and checksums each block, more tasks than threads, through recycled buffers", async () => {
+    const pool = new ReadPool(2);
+    const content = randomBytes(3 * 1024 * 1024 + 123);
+    const path = join(directory, "blocks.bin");
+    writeFileSync(path, content);
+    const fd = openSync(path, "r");
+    try {
+      const blockBytes = 64 * 1024;
+      const runBytes = 5 * blockBytes + 1000; // a shorter last block
+      const positions = Array.from({ length: 9 }, (_, i) => 17 + i * runBytes);
+      const check = (position: number, run: { bytes: Uint8Array; crcs: Uint32Array }) => {
+        const expected = content.subarray(position, position + runBytes);
+        expect(Buffer.from(run.bytes).equals(expected), `bytes at ${position}`).toBe(true);
+        const crcs = Array.from({ length: 6 }, (_, i) =>
+          crc32(expected.subarray(i * blockBytes, (i + 1) * blockBytes)),
+        );
+        expect(Array.from(run.crcs), `CRCs at ${position}`).toEqual(crcs);
+      };
+      const runs = await Promise.all(positions.map((position) => pool.read(fd, runBytes, position, blockBytes)));
+      runs.forEach((run, i) => check(positions[i]!, run));
+      // Given back, the buffers carry the next reads (in reverse order, so each gets other bytes).
+      for (const run of runs) pool.recycle(run.bytes);
+      const again = await Promise.all(
+        positions.reverse().map((position) => pool.read(fd, runBytes, position, blockBytes)),
+      );
+      again.forEach((run, i) => check(positions[i]!, run));
+      // Recycled buffers were transferred to the readers (detached here), not left for the collector.
+      expect(runs.filter((run) => run.bytes.buffer.byteLength === 0).length).toBeGreaterThanOrEqual(5);
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  it("rejects a run past the end of the file with where the file ends, and a closed descriptor", async () => {
+    const pool = new ReadPool(2);
+    const path = join(directory, "short.bin");
+    writeFileSync(path, randomBytes(1000));
+    const fd = openSync(path, "r");
+    const failure = await pool.read(fd, 2048, 100, 512).catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(EndOfFileError);
+    expect((failure as EndOfFileError).position).toBe(1000);
+    closeSync(fd);
+    await expect(pool.read(fd, 512, 0, 512)).rejects.toThrow(/EBADF|bad file descriptor/i);
+    // The pool still works after failures.
+    const again = openSync(path, "r");
+    try {
+      const run = await pool.read(again, 1000, 0, 1000);
+      expect(run.crcs[0]).toBe(crc32(run.bytes));
+    } finally {
+      closeSync(again);
+    }
+  });
+});
