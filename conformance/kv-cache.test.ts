@@ -232,6 +232,16 @@ for (const backendName of backendsUnderTest()) {
           const again = await target.exportBlock(block);
           checkEqual(`block ${blocks[i]} imported in a batch as ${block}`, [again.length], again, exported[i]!);
         }
+        // From a view of shared memory (a worker thread's, say), ids out of order.
+        const shared = new Uint8Array(new SharedArrayBuffer(8 + exported.length * source.bytesPerBlock), 8);
+        exported.forEach((bytes, i) => shared.set(bytes, i * source.bytesPerBlock));
+        const sharedBlocks = [5, 1, 2];
+        target.importBlocks(sharedBlocks, shared);
+        shared.fill(0x5a);
+        for (const [i, block] of sharedBlocks.entries()) {
+          const again = await target.exportBlock(block);
+          checkEqual(`block ${blocks[i]} imported from shared memory as ${block}`, [again.length], again, exported[i]!);
+        }
         for (let layer = 0; layer < layers; layer++) {
           checkEqual(
             `attention over blocks imported in a batch, layer ${layer}`,

@@ -117,14 +117,16 @@ export class MlxKvCache implements KvCache {
         `KV cache importBlock: got ${bytes.byteLength} bytes, a block of this cache takes ${this.bytesPerBlock}`,
       );
     }
-    this.addon.kvImport(this.handle, block, bytes);
+    this.addon.kvImport(this.handle, block, bytes.buffer instanceof SharedArrayBuffer ? bytes.slice() : bytes);
   }
 
   importBlocks(blocks: readonly number[], bytes: Uint8Array): void {
     this.requireLive();
     checkKvImport(this.spec, this.bytesPerBlock, blocks, bytes);
+    // N-API hands the addon plain ArrayBuffers only: shared memory (a reload's reader ring) is copied out.
+    const own = bytes.buffer instanceof SharedArrayBuffer ? bytes.slice() : bytes;
     blocks.forEach((block, i) => {
-      this.addon.kvImport(this.handle, block, bytes.subarray(i * this.bytesPerBlock, (i + 1) * this.bytesPerBlock));
+      this.addon.kvImport(this.handle, block, own.subarray(i * this.bytesPerBlock, (i + 1) * this.bytesPerBlock));
     });
   }
 

@@ -386,9 +386,11 @@ export class AgentMemory implements KvMemory {
       if (outcome === "miss") this.warm.delete(key(tenant, agentId));
       return undefined;
     }
+    const bytes = table.length * bytesPerBlock;
+    const elapsed = performance.now() - started;
     this.counters.reloads++;
-    this.counters.reloadBytes += table.length * bytesPerBlock;
-    this.counters.reloadMs += performance.now() - started;
+    this.counters.reloadBytes += bytes;
+    this.counters.reloadMs += elapsed;
     const hashes = blockHashes(tenant, tokens, this.paging.blockSize);
     this.shared.register(hashes, table);
     const agent: HotAgent = {
@@ -403,7 +405,8 @@ export class AgentMemory implements KvMemory {
     };
     this.hot.set(key(tenant, agentId), agent);
     this.options.logger.debug(
-      `agent memory: agent ${JSON.stringify(agentId)} reloaded from disk (${tokens.length} tokens)`,
+      `agent memory: agent ${JSON.stringify(agentId)} reloaded from disk (${tokens.length} tokens, ` +
+        `${(bytes / 2 ** 20).toFixed(1)} MiB in ${elapsed.toFixed(0)} ms, ${(bytes / elapsed / 1e6).toFixed(2)} GB/s)`,
     );
     this.updateGauges();
     return agent;

@@ -76,8 +76,6 @@ export class WebGpuKvCache implements KvCache {
   readonly values: GpuTensor[] = [];
   private readonly blockBytes: number;
   private readonly totalBytes: number;
-  /** importBlocks' scratch: one layer part of a run of blocks, gathered for one writeBuffer. */
-  private gather = new Uint8Array(0);
   private disposed = false;
 
   constructor(
@@ -200,44 +198,49 @@ export class WebGpuKvCache implements KvCache {
   }
 
   /**
-   * Blocks with consecutive ids share one writeBuffer per layer part: the parts are gathered from
-   * the block-major bytes into a scratch buffer first (a copy in the CPU's cache). Per-block writes
-   * of 16 KiB parts ran at ~1.5 GB/s on an H200 host, well under its page-cache read rate; Dawn turns
-   * each writeBuffer into its own staged copy. One submit after the batch lets the GPU copy it while
-   * the next batch is read, and keeps Dawn's staging memory to a batch rather than a whole agent.
+   * The bytes go to the GPU as they are, in one writeBuffer into a staging buffer (with the block ids
+   * in front), and one dispatch per layer (kernels/kv_cache_import.wgsl) scatters them into place.
+   * Before, a writeBuffer per block and layer part (16 KiB each for a 1B model) ran at ~0.5 GB/s on an
+   * H200 host; Dawn turns each writeBuffer into its own staged copy. Submitted at once, so the GPU
+   * scatters this batch while the next is read; the staging buffer goes back to the pool.
    */
   importBlocks(blocks: readonly number[], bytes: Uint8Array): void {
     this.requireLive();
     checkKvImport(this.spec, this.bytesPerBlock, blocks, bytes);
-    // queue.writeBuffer runs ahead of work still being recorded: submit that work first (see upload).
-    this.runtime.submit();
-    for (let start = 0; start < blocks.length;) {
-      let end = start + 1;
-      while (end < blocks.length && blocks[end] === blocks[end - 1]! + 1) end++;
-      const run = end - start;
-      if (run === 1) {
-        this.upload([blocks[start]!], bytes.subarray(start * this.bytesPerBlock, end * this.bytesPerBlock));
-      } else {
-        if (this.gather.byteLength < run * this.blockBytes) this.gather = new Uint8Array(run * this.blockBytes);
-        const gather = this.gather;
-        this.forEachPart((destination, at) => {
-          for (let i = 0; i < run; i++) {
-            const from = (start + i) * this.bytesPerBlock + at;
-            gather.set(bytes.subarray(from, from + this.blockBytes), i * this.blockBytes);
-          }
-          // writeBuffer takes its copy now, so the scratch buffer is free again on return.
-          this.runtime.device.queue.writeBuffer(
-            destination.buffer,
-            blocks[start]! * this.blockBytes,
-            gather.buffer,
-            gather.byteOffset,
-            run * this.blockBytes,
-          );
-        });
-      }
-      start = end;
+    // Batches that one staging binding holds (a reload hands over 8 MiB at a time).
+    const limit = Math.min(IMPORT_BATCH_BYTES, this.runtime.maxBindingBytes);
+    const perBatch = Math.max(1, Math.floor((limit - 4096) / this.bytesPerBlock));
+    for (let first = 0; first < blocks.length; first += perBatch) {
+      const batch = blocks.slice(first, first + perBatch);
+      this.importBatch(batch, bytes.subarray(first * this.bytesPerBlock, (first + batch.length) * this.bytesPerBlock));
     }
-    this.runtime.device.queue.submit([]);
+  }
+
+  private importBatch(blocks: readonly number[], bytes: Uint8Array): void {
+    const idWords = blocks.length;
+    const staging = this.runtime.allocate([idWords + bytes.byteLength / 4], "u32");
+    // runtime.upload submits recorded work first where the pooled buffer is still read by it.
+    this.runtime.upload(staging, Uint32Array.from(blocks));
+    // writeBuffer takes whole words and no shared memory: anything else is copied out first.
+    const aligned = bytes.byteOffset % 4 === 0 && !(bytes.buffer instanceof SharedArrayBuffer) ? bytes : bytes.slice();
+    const queue = this.runtime.device.queue;
+    queue.writeBuffer(staging.buffer, idWords * 4, aligned.buffer, aligned.byteOffset, aligned.byteLength);
+    for (let layer = 0; layer < this.spec.layers; layer++) {
+      this.runtime.dispatch({
+        file: "kv_cache_import.wgsl",
+        entryPoint: "import_blocks",
+        params: new Params()
+          .u32(blocks.length)
+          .u32(this.layout.blockWords)
+          .u32(this.spec.layers)
+          .u32(layer)
+          .u32(idWords),
+        bindings: [staging, this.keys[layer]!, this.values[layer]!],
+        workgroups: grid1d(blocks.length * this.layout.blockWords, 256),
+      });
+    }
+    this.runtime.release(staging);
+    this.runtime.submit();
   }
 
   /** blocks[i] ← bytes[i·bytesPerBlock …], one writeBuffer per layer part of each block. */
@@ -291,6 +294,9 @@ export class WebGpuKvCache implements KvCache {
     checkKvBlock(this.spec, operation, block);
   }
 }
+
+/** Most bytes importBlocks stages at once (ids included). */
+const IMPORT_BATCH_BYTES = 64 * 1024 * 1024;
 
 function own(tensor: Tensor): GpuTensor {
   if (!(tensor instanceof GpuTensor)) throw new Error("webgpu: tensor belongs to another backend");
