@@ -105,6 +105,11 @@ export interface KvCache {
   copyBlocks(pairs: readonly (readonly [source: number, destination: number])[]): void;
   /** The bytes of one block (all layers, K and V) in the backend's storage format. */
   exportBlock(block: number): Promise<Uint8Array>;
+  /**
+   * exportBlock's bytes of every block in `blocks`, back to back (as a file holds them), read in a
+   * few large transfers: an eviction saves thousands of blocks.
+   */
+  exportBlocks(blocks: readonly number[]): Promise<Uint8Array>;
   /** Restore a block from exportBlock's bytes; a wrong length is an error, not a guess. */
   importBlock(block: number, bytes: Uint8Array): void;
   /**

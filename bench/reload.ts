@@ -7,15 +7,23 @@
  * Each file is written by AgentStore.save, so it is in the page cache, as after an eviction; the
  * first, unmeasured read of each brings both readers to the same state. Figures are medians of 3.
  *
+ * With --gpu, the other half on the WebGPU device: the same loads into a real KV cache (importBlocks,
+ * then waiting for the GPU), and the ways host bytes can reach the GPU, in 8 MiB chunks from memory:
+ *   importBlocks   the cache's own import (staging writeBuffer + scatter dispatches);
+ *   writeBuffer    queue.writeBuffer into one storage buffer, nothing else, in pieces of 8 MiB … 256 KiB;
+ *   mapped         a mappedAtCreation buffer filled, unmapped and copied (copyBufferToBuffer).
+ *
  * Run from the repository root:
  *   npx tsc -p tsconfig.json --noEmit false --outDir dist
- *   node dist/bench/reload.js [--max-mb N] [--name=NAME]
+ *   node dist/bench/reload.js [--max-mb N] [--gpu] [--name=NAME]
  */
 import { execFileSync } from "node:child_process";
 import { randomFillSync } from "node:crypto";
 import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { availableParallelism, cpus, tmpdir } from "node:os";
 import { join } from "node:path";
+import { WebGpuBackend } from "../backends/webgpu/backend.js";
+import type { KvCache } from "../backends/contract.js";
 import { createLogger } from "../src/logging.js";
 import { AgentStore, type CacheIdentity } from "../src/memory/persistence.js";
 
@@ -50,7 +58,11 @@ async function main(): Promise<void> {
   const store = new AgentStore(directory, identity, createLogger("WARNING"));
   const cpu = cpus()[0]?.model ?? "unknown CPU";
   process.stdout.write(`reload benchmark: ${cpu}, ${availableParallelism()} threads; ${directory}\n`);
-  const rows: { mb: number; bytes: number; loadMs: number; ddMs: number }[] = [];
+  const gpu = process.argv.includes("--gpu") ? await WebGpuBackend.create() : null;
+  const cache: KvCache | null =
+    gpu?.createKvCache({ ...identity, blockCount: (maxMb * 2 ** 20) / identity.bytesPerBlock }) ?? null;
+  if (gpu) process.stdout.write(`  GPU: ${gpu.deviceDescription}\n`);
+  const rows: { mb: number; bytes: number; loadMs: number; ddMs: number; gpuLoadMs: number | null }[] = [];
   for (const mb of SIZES_MB) {
     const blockCount = (mb * 2 ** 20) / identity.bytesPerBlock;
     const tokens = Uint32Array.from({ length: blockCount * identity.blockSize }, (_, i) => i % 50_000);
@@ -94,27 +106,111 @@ async function main(): Promise<void> {
       loads.push(await load());
       dds.push(dd());
     }
-    const row = { mb, bytes, loadMs: median(loads), ddMs: median(dds) };
+    let gpuLoadMs: number | null = null;
+    if (gpu && cache) {
+      const intoCache = async () => {
+        const started = performance.now();
+        const outcome = await store.loadInto("bench", agentId, {
+          begin: () => true,
+          blocks: (first, data) => {
+            const count = data.byteLength / identity.bytesPerBlock;
+            cache.importBlocks(
+              Array.from({ length: count }, (_, i) => first + i),
+              data,
+            );
+          },
+        });
+        await gpu.flush();
+        if (outcome !== "loaded") throw new Error(`load into the cache: ${outcome}`);
+        return performance.now() - started;
+      };
+      await intoCache();
+      gpuLoadMs = median([await intoCache(), await intoCache(), await intoCache()]);
+    }
+    const row = { mb, bytes, loadMs: median(loads), ddMs: median(dds), gpuLoadMs };
     rows.push(row);
     process.stdout.write(
-      `  ${mb} MiB: load ${(bytes / row.loadMs / 1e6).toFixed(2)} GB/s, dd ${(bytes / row.ddMs / 1e6).toFixed(2)} GB/s\n`,
+      `  ${mb} MiB: load ${(bytes / row.loadMs / 1e6).toFixed(2)} GB/s, dd ${(bytes / row.ddMs / 1e6).toFixed(2)} GB/s` +
+        (gpuLoadMs === null ? "\n" : `, into the GPU cache ${(bytes / gpuLoadMs / 1e6).toFixed(2)} GB/s\n`),
     );
     await store.delete("bench", agentId);
   }
   rmSync(directory, { recursive: true, force: true });
-  process.stdout.write(`\n| file | load GB/s | dd GB/s | load / dd |\n| --- | --- | --- | --- |\n`);
+  const uploads = gpu && cache ? await uploadPaths(gpu, cache, Math.min(maxMb, 1024)) : null;
+  process.stdout.write(
+    `\n| file | load GB/s | dd GB/s | load / dd | into GPU cache GB/s | / dd |\n| --- | --- | --- | --- | --- | --- |\n`,
+  );
   for (const row of rows) {
     const load = row.bytes / row.loadMs / 1e6;
     const dd = row.bytes / row.ddMs / 1e6;
-    process.stdout.write(`| ${row.mb} MiB | ${load.toFixed(2)} | ${dd.toFixed(2)} | ${(load / dd).toFixed(2)} |\n`);
+    const intoGpu = row.gpuLoadMs === null ? null : row.bytes / row.gpuLoadMs / 1e6;
+    const gpuCells = intoGpu === null ? "— | —" : `${intoGpu.toFixed(2)} | ${(intoGpu / dd).toFixed(2)}`;
+    process.stdout.write(
+      `| ${row.mb} MiB | ${load.toFixed(2)} | ${dd.toFixed(2)} | ${(load / dd).toFixed(2)} | ${gpuCells} |\n`,
+    );
   }
+  if (uploads) {
+    process.stdout.write(`\n| host → GPU, 8 MiB chunks from memory | GB/s |\n| --- | --- |\n`);
+    for (const [path, rate] of Object.entries(uploads)) process.stdout.write(`| ${path} | ${rate.toFixed(2)} |\n`);
+  }
+  cache?.dispose();
   const name = option("name");
   if (name) {
     writeFileSync(
       join(root, "bench/results", `reload-${name}.json`),
-      `${JSON.stringify({ cpu, threads: availableParallelism(), rows }, null, 2)}\n`,
+      `${JSON.stringify({ cpu, threads: availableParallelism(), gpu: gpu?.deviceDescription ?? null, rows, uploads }, null, 2)}\n`,
     );
   }
+}
+
+/** GB/s of each way host bytes reach the GPU: `mb` MiB in 8 MiB chunks, then waiting for the GPU. */
+async function uploadPaths(backend: WebGpuBackend, cache: KvCache, mb: number): Promise<Record<string, number>> {
+  const chunkBytes = 8 * 2 ** 20;
+  const chunks = (mb * 2 ** 20) / chunkBytes;
+  const source = randomFillSync(new Uint8Array(chunkBytes));
+  const device = backend.runtime.device;
+  const target = device.createBuffer({ size: chunkBytes, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST });
+  const perChunk = chunkBytes / identity.bytesPerBlock;
+  const writeInPieces = (pieceBytes: number) => () => {
+    for (let at = 0; at < chunkBytes; at += pieceBytes) {
+      device.queue.writeBuffer(target, at, source.buffer, source.byteOffset + at, pieceBytes);
+    }
+    device.queue.submit([]);
+  };
+  const paths: Record<string, (chunk: number) => void> = {
+    importBlocks: (chunk) =>
+      cache.importBlocks(
+        Array.from({ length: perChunk }, (_, i) => chunk * perChunk + i),
+        source,
+      ),
+    "writeBuffer, 8 MiB at a time": writeInPieces(chunkBytes),
+    "writeBuffer, 1 MiB at a time": writeInPieces(2 ** 20),
+    "writeBuffer, 256 KiB at a time": writeInPieces(2 ** 18),
+    mapped: () => {
+      const staging = device.createBuffer({
+        size: chunkBytes,
+        usage: GPUBufferUsage.MAP_WRITE | GPUBufferUsage.COPY_SRC,
+        mappedAtCreation: true,
+      });
+      new Uint8Array(staging.getMappedRange()).set(source);
+      staging.unmap();
+      const encoder = device.createCommandEncoder();
+      encoder.copyBufferToBuffer(staging, 0, target, 0, chunkBytes);
+      device.queue.submit([encoder.finish()]);
+      staging.destroy();
+    },
+  };
+  const rates: Record<string, number> = {};
+  for (const [name, upload] of Object.entries(paths)) {
+    for (let round = 0; round < 2; round++) {
+      const started = performance.now();
+      for (let chunk = 0; chunk < chunks; chunk++) upload(chunk);
+      await backend.flush();
+      rates[name] = (chunks * chunkBytes) / (performance.now() - started) / 1e6;
+    }
+  }
+  target.destroy();
+  return rates;
 }
 
 await main();

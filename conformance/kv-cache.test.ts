@@ -202,6 +202,13 @@ for (const backendName of backendsUnderTest()) {
         const blocks = kv.blockTable(sequence);
         const exported = await Promise.all(blocks.map((block) => source.exportBlock(block)));
         expect(exported[0]!.length).toBe(source.bytesPerBlock);
+        // Batched, in any order: the same bytes back to back.
+        const order = [2, 0, 1];
+        const batched = await source.exportBlocks(order.map((i) => blocks[i]!));
+        const expected = new Uint8Array(order.length * source.bytesPerBlock);
+        order.forEach((i, at) => expected.set(exported[i]!, at * source.bytesPerBlock));
+        checkEqual("exportBlocks of three blocks", [batched.length], batched, expected);
+        await expect(source.exportBlocks([0, 4])).rejects.toThrow("block 4 is outside 0…3");
         const targetBlocks = [5, 2, 3];
         targetBlocks.forEach((block, i) => target.importBlock(block, exported[i]!));
         for (const [i, block] of targetBlocks.entries()) {

@@ -109,6 +109,15 @@ export class MlxKvCache implements KvCache {
     return new Uint8Array(await this.addon.kvExport(this.handle, block));
   }
 
+  async exportBlocks(blocks: readonly number[]): Promise<Uint8Array> {
+    this.requireLive();
+    for (const block of blocks) this.requireBlock("exportBlocks", block);
+    const out = new Uint8Array(blocks.length * this.bytesPerBlock);
+    const parts = await Promise.all(blocks.map((block) => this.addon.kvExport(this.handle, block)));
+    parts.forEach((part, i) => out.set(new Uint8Array(part), i * this.bytesPerBlock));
+    return out;
+  }
+
   importBlock(block: number, bytes: Uint8Array): void {
     this.requireLive();
     this.requireBlock("importBlock", block);

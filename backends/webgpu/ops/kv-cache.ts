@@ -169,13 +169,37 @@ export class WebGpuKvCache implements KvCache {
   async exportBlock(block: number): Promise<Uint8Array> {
     this.requireLive();
     this.requireBlock("exportBlock", block);
+    return this.exportBatch([block]);
+  }
+
+  /**
+   * Batches of up to 8 MiB, each copied into one mappable staging buffer (a copy per block and layer
+   * part) and read back. A staging buffer per block, as exportBlock alone would make, left Dawn
+   * thousands of buffers to free afterwards, and the uploads of a reload that followed an eviction
+   * ran at a quarter of their speed while it did.
+   */
+  async exportBlocks(blocks: readonly number[]): Promise<Uint8Array> {
+    this.requireLive();
+    for (const block of blocks) this.requireBlock("exportBlocks", block);
+    const out = new Uint8Array(blocks.length * this.bytesPerBlock);
+    const perBatch = Math.max(1, Math.floor(EXPORT_BATCH_BYTES / this.bytesPerBlock));
+    for (let first = 0; first < blocks.length; first += perBatch) {
+      out.set(await this.exportBatch(blocks.slice(first, first + perBatch)), first * this.bytesPerBlock);
+    }
+    return out;
+  }
+
+  private async exportBatch(blocks: readonly number[]): Promise<Uint8Array> {
+    const size = blocks.length * this.bytesPerBlock;
     const staging = this.runtime.device.createBuffer({
-      size: this.bytesPerBlock,
+      size,
       usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
     });
-    const destination = new GpuTensor([this.bytesPerBlock / 4], "u32", staging, 0, "view");
-    this.forEachPart((source, at) => {
-      this.runtime.copy(source, block * this.blockBytes, destination, at, this.blockBytes);
+    const destination = new GpuTensor([size / 4], "u32", staging, 0, "view");
+    blocks.forEach((block, i) => {
+      this.forEachPart((source, at) => {
+        this.runtime.copy(source, block * this.blockBytes, destination, i * this.bytesPerBlock + at, this.blockBytes);
+      });
     });
     try {
       await this.runtime.finish();
@@ -295,6 +319,8 @@ export class WebGpuKvCache implements KvCache {
   }
 }
 
+/** Most bytes exportBlocks reads back at once. */
+const EXPORT_BATCH_BYTES = 8 * 1024 * 1024;
 /** Most bytes importBlocks stages at once (ids included). */
 const IMPORT_BATCH_BYTES = 64 * 1024 * 1024;
 

@@ -127,6 +127,7 @@ export function agentStats(memory: AgentMemory): ProtocolResponse {
     reloads: stats.reloads,
     reload_bytes: stats.reloadBytes,
     reload_ms: stats.reloadMs,
+    reload_import_ms: stats.reloadImportMs,
   });
 }
 
