@@ -11,6 +11,7 @@ import { promisify } from "node:util";
 import { beforeAll, describe, expect, it } from "vitest";
 import { readModelConfig, type ModelConfig } from "../../src/model/config.js";
 import { SafetensorsFile, type TensorEntry } from "../../src/model/safetensors.js";
+import { generateTestModel } from "../../src/model/test-model/generate.js";
 import { REPO_ROOT, runCli, scratchDir } from "../support/cli.js";
 
 const run = promisify(execFile);
@@ -172,6 +173,18 @@ describe("make-test-model writes the model directory config.json describes", () 
       readFileSync(join(reseeded, "model.safetensors")).equals(readFileSync(join(again, "model.safetensors"))),
     ).toBe(false);
     expect(readFileSync(join(reseeded, "config.json"), "utf8")).toBe(readFileSync(join(again, "config.json"), "utf8"));
+  });
+
+  it("the CLI's worker threads write the bytes that one thread writes in-process", async () => {
+    // The built CLI generates chunks on worker threads (src/model/test-model/parallel.ts); from the
+    // TypeScript sources, as here, generateTestModel stays on this thread.
+    const inProcess = join(root, "in-process-gemma3-q4");
+    await generateTestModel({ arch: "gemma3", out: inProcess, quantization: { bits: 4, groupSize: 64 } });
+    const files = readdirSync(dirOf("gemma3-q4")).sort();
+    expect(readdirSync(inProcess).sort()).toEqual(files);
+    for (const file of files) {
+      expect(readFileSync(join(inProcess, file)).equals(readFileSync(join(dirOf("gemma3-q4"), file))), file).toBe(true);
+    }
   });
 
   it("mlx-lm loads every directory strictly and generates decisively from it", async () => {

@@ -19,6 +19,7 @@ import { visionShapeFor, weightPlan, type WeightPlan } from "./layout.js";
 import { familyOf, shapeOf, type TestModelArch, type TestModelPreset } from "./presets.js";
 import { SafetensorsStreamWriter } from "./safetensors-stream.js";
 import { makeTestTokenizer, type TestTokenizerFiles } from "./tokenizer.js";
+import { ChunkPool } from "./parallel.js";
 import { outputTensors, tensorChunks, type WeightFormat } from "./weights.js";
 
 /** mlx-lm's default shard size (MAX_FILE_SIZE_GB = 5, in GiB). */
@@ -142,10 +143,11 @@ export async function generateTestModel(options: GenerateTestModelOptions): Prom
   await mkdir(dirname(dir), { recursive: true });
   const staging = join(dirname(dir), `.${basename(dir)}.partial-${randomBytes(4).toString("hex")}`);
   await mkdir(staging);
+  const pool = ChunkPool.create();
   try {
     const weightMap: Record<string, string> = {};
     for (const shard of shards) {
-      await writeShard(join(staging, shard.file), shard.plans, format, seed, progress);
+      await writeShard(join(staging, shard.file), shard.plans, format, seed, progress, pool);
       for (const plan of shard.plans)
         for (const tensor of outputTensors(plan, format)) weightMap[tensor.name] = shard.file;
     }
@@ -182,6 +184,8 @@ export async function generateTestModel(options: GenerateTestModelOptions): Prom
   } catch (error) {
     await rm(staging, { recursive: true, force: true });
     throw error;
+  } finally {
+    await pool?.close();
   }
 }
 
@@ -191,6 +195,7 @@ async function writeShard(
   format: WeightFormat,
   seed: number,
   progress: Progress | null,
+  pool: ChunkPool | null,
 ): Promise<void> {
   const writer = await SafetensorsStreamWriter.create(
     path,
@@ -200,7 +205,7 @@ async function writeShard(
   try {
     for (const plan of plans) {
       const outputs = outputTensors(plan, format);
-      for (const parts of tensorChunks(plan, format, seed)) {
+      for await (const parts of pool ? pool.chunks(plan, format, seed) : tensorChunks(plan, format, seed)) {
         for (let i = 0; i < parts.length; i++) {
           await writer.append(outputs[i]!.name, parts[i]!);
           progress?.advance(parts[i]!.byteLength);

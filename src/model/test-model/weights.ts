@@ -60,36 +60,67 @@ export function outputTensors(plan: WeightPlan, format: WeightFormat): OutputTen
   ];
 }
 
-/**
- * The bytes of `plan`'s output tensors, chunk by chunk of whole rows: each yielded array holds the
- * next bytes of every output tensor, in outputTensors() order.
- */
-export function* tensorChunks(plan: WeightPlan, format: WeightFormat, seed: number): Generator<Uint8Array[]> {
+/** Rows per chunk of `plan`, and how many chunks it takes. */
+export function chunkLayout(plan: WeightPlan): { chunkRows: number; chunks: number } {
   const [rows, cols] = rowsAndColumns(plan.shape);
-  const random = new RowRandom(seed);
-  const init = plan.init;
-  const head =
-    init.kind === "lm-head" ? lmHeadSources(rows, init.neverPredicted, random.start(`${plan.name}#order`, 0)) : null;
-  const quantization = isQuantized(plan, format) ? format.quantization! : null;
   const chunkRows = Math.max(1, Math.floor(CHUNK_VALUES / cols));
-  for (let first = 0; first < rows; first += chunkRows) {
+  return { chunkRows, chunks: Math.ceil(rows / chunkRows) };
+}
+
+/**
+ * Generates the chunks of one planned weight, in any order: chunk `index` holds rows index·chunkRows
+ * … of every output tensor, in outputTensors() order. Each row has its own random stream, so a chunk
+ * is the same bytes whoever generates it and whenever (worker threads do, for large models).
+ */
+export class ChunkGenerator {
+  private readonly random: RowRandom;
+  private readonly head: LmHeadSources | null;
+
+  constructor(
+    private readonly plan: WeightPlan,
+    private readonly format: WeightFormat,
+    seed: number,
+  ) {
+    this.random = new RowRandom(seed);
+    const [rows] = rowsAndColumns(plan.shape);
+    const init = plan.init;
+    this.head =
+      init.kind === "lm-head"
+        ? lmHeadSources(rows, init.neverPredicted, this.random.start(`${plan.name}#order`, 0))
+        : null;
+  }
+
+  chunk(index: number): Uint8Array[] {
+    const { plan, format, random } = this;
+    const [rows, cols] = rowsAndColumns(plan.shape);
+    const { chunkRows } = chunkLayout(plan);
+    const first = index * chunkRows;
     const count = Math.min(chunkRows, rows - first);
+    const init = plan.init;
     const values = new Float32Array(count * cols);
     for (let row = 0; row < count; row++) {
       if (init.kind === "normal") {
         random.start(plan.name, first + row).fillNormal(values, row * cols, cols, init.mean, init.std);
       } else {
-        fillLmHeadRow(values.subarray(row * cols, (row + 1) * cols), first + row, init, head!, random, plan.name);
+        fillLmHeadRow(values.subarray(row * cols, (row + 1) * cols), first + row, init, this.head!, random, plan.name);
       }
     }
     roundToDtype(values, format.dtype);
-    if (quantization === null) {
-      yield [encodeFloats(values, format.dtype)];
-    } else {
-      const { weight, scales, biases } = quantizeAffine(values, count, cols, quantization.groupSize, quantization.bits);
-      yield [new Uint8Array(weight.buffer), encodeFloats(scales, format.dtype), encodeFloats(biases, format.dtype)];
-    }
+    const quantization = isQuantized(plan, format) ? format.quantization! : null;
+    if (quantization === null) return [encodeFloats(values, format.dtype)];
+    const { weight, scales, biases } = quantizeAffine(values, count, cols, quantization.groupSize, quantization.bits);
+    return [new Uint8Array(weight.buffer), encodeFloats(scales, format.dtype), encodeFloats(biases, format.dtype)];
   }
+}
+
+/**
+ * The bytes of `plan`'s output tensors, chunk by chunk of whole rows: each yielded array holds the
+ * next bytes of every output tensor, in outputTensors() order.
+ */
+export function* tensorChunks(plan: WeightPlan, format: WeightFormat, seed: number): Generator<Uint8Array[]> {
+  const generator = new ChunkGenerator(plan, format, seed);
+  const { chunks } = chunkLayout(plan);
+  for (let index = 0; index < chunks; index++) yield generator.chunk(index);
 }
 
 interface LmHeadSources {
