@@ -107,7 +107,8 @@ export interface KvCache {
   exportBlock(block: number): Promise<Uint8Array>;
   /**
    * exportBlock's bytes of every block in `blocks`, back to back (as a file holds them), read in a
-   * few large transfers: an eviction saves thousands of blocks.
+   * few large transfers: an eviction saves thousands of blocks. One array holds them all, so callers
+   * ask for at most a few hundred MiB at a time (a typed array holds at most 4 GiB).
    */
   exportBlocks(blocks: readonly number[]): Promise<Uint8Array>;
   /** Restore a block from exportBlock's bytes; a wrong length is an error, not a guess. */

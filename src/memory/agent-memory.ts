@@ -23,6 +23,9 @@ import type { Metrics } from "../metrics.js";
 import { AgentStore, validateAgentId, type WarmEntry } from "./persistence.js";
 import { blockHashes, SharedBlockIndex } from "./prefix-index.js";
 
+/** Bytes of blocks an eviction reads back per exportBlocks call (AgentMemoryOptions.snapshotBatchBytes). */
+const SNAPSHOT_BATCH_BYTES = 256 * 2 ** 20;
+
 /** Where the warm tier lives and what its files must match (the KV geometry comes from the cache). */
 export interface WarmTierOptions {
   directory: string;
@@ -39,6 +42,8 @@ export interface AgentMemoryOptions {
   warm: WarmTierOptions | null;
   logger: Logger;
   metrics?: Metrics;
+  /** Bytes read back per exportBlocks call when an agent is written (default 256 MiB; tests lower it). */
+  snapshotBatchBytes?: number;
 }
 
 interface HotAgent {
@@ -450,9 +455,16 @@ export class AgentMemory implements KvMemory {
 
   private async snapshot(agent: HotAgent) {
     const table = this.paging.blockTable(agent.kvSequence);
-    const bytes = await this.cache.exportBlocks(table);
+    // In batches: one array per batch, since an agent can outgrow the largest typed array (4 GiB; a
+    // 32K-token agent of an 8B model in f16 is 4.3 GB).
     const size = this.cache.bytesPerBlock;
-    const blocks = table.map((_, i) => bytes.subarray(i * size, (i + 1) * size));
+    const perBatch = Math.max(1, Math.floor((this.options.snapshotBatchBytes ?? SNAPSHOT_BATCH_BYTES) / size));
+    const blocks: Uint8Array[] = [];
+    for (let first = 0; first < table.length; first += perBatch) {
+      const batch = table.slice(first, first + perBatch);
+      const bytes = await this.cache.exportBlocks(batch);
+      batch.forEach((_, i) => blocks.push(bytes.subarray(i * size, (i + 1) * size)));
+    }
     return {
       tenant: agent.tenant,
       agentId: agent.agentId,
