@@ -233,7 +233,7 @@ export class WebGpuKvCache implements KvCache {
     checkKvImport(this.spec, this.bytesPerBlock, blocks, bytes);
     // Batches that one staging binding holds (a reload hands over 8 MiB at a time).
     const limit = Math.min(IMPORT_BATCH_BYTES, this.runtime.maxBindingBytes);
-    const perBatch = Math.max(1, Math.floor((limit - 4096) / this.bytesPerBlock));
+    const perBatch = Math.max(1, Math.floor(limit / (this.bytesPerBlock + 4))); // + 4: the block's id
     for (let first = 0; first < blocks.length; first += perBatch) {
       const batch = blocks.slice(first, first + perBatch);
       this.importBatch(batch, bytes.subarray(first * this.bytesPerBlock, (first + batch.length) * this.bytesPerBlock));
