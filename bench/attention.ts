@@ -25,7 +25,8 @@
  * Run from the repository root:
  *   npx tsc -p tsconfig.json --noEmit false --outDir dist && node dist/bench/attention.js [--quick] [--name=NAME]
  * --quick: small contexts and few iterations (for a CPU Vulkan such as lavapipe); --name: the device's
- * name in the output file; --prefill / --decode: that part only. Writes bench/results/attention-<device>.json.
+ * name in the output file; --prefill / --decode / --partitions (the partition sweep): that part only.
+ * Writes bench/results/attention-<device>.json.
  */
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -211,12 +212,13 @@ const PREFILL_CASES: { rows: number; context: number }[] = quick
     ];
 const SWEEP_ROWS = quick ? [1, 4] : [1, 2, 3, 4, 8, 16];
 /**
- * The partition sweep behind TARGET_WORKGROUPS for prefill (backends/webgpu/ops/attention.ts): a hot
- * follow-up's 64 new rows over long contexts in the 1B shape, the prefill kernel at each target.
+ * The partition sweep behind the workgroup targets of backends/webgpu/ops/attention.ts: a hot
+ * follow-up's 64 or 65 new rows (the agent-memory benchmark's), and a 512-row prefill chunk, over long
+ * contexts in the 1B shape, the prefill kernel alone at each target.
  */
-const PARTITION_ROWS = 64;
+const PARTITION_ROWS = [64, 65, 512];
 const PARTITION_CONTEXTS = quick ? [1024] : [8192, 16384, 32768];
-const PARTITION_TARGETS = [256, 512, 1024, 2048, 4096];
+const PARTITION_TARGETS = [128, 256, 512, 1024, 2048];
 const SWEEP_CONTEXT = quick ? 256 : 8192;
 /** Timed work per measurement: iterations are fitted to a first call's time. */
 const PREFILL_TARGET_MICROS = quick ? 0 : 300_000;
@@ -341,6 +343,7 @@ function printPrefill(title: string, results: PrefillResult[]): void {
 }
 
 interface PartitionResult {
+  rows: number;
   context: number;
   target: number;
   partitions: number;
@@ -354,33 +357,35 @@ async function partitionSweep(runtime: GpuRuntime, timer: DispatchTimer): Promis
   const results: PartitionResult[] = [];
   for (const context of PARTITION_CONTEXTS) {
     const { cache, kv, sequences } = await fillCache(runtime, shape, 1, context);
-    const rows = PARTITION_ROWS;
-    const q = runtime.allocate([rows, shape.qHeads, shape.headDim], "f32", "weights");
-    runtime.upload(q, randomFloats(rows * shape.qHeads * shape.headDim));
-    const sequence = {
-      queryStart: 0,
-      queryLength: rows,
-      contextLength: context,
-      blockTable: kv.blockTable(sequences[0]!),
-    };
-    const prepared = prepareAttention(runtime, [sequence], 1);
-    const options = { scale: 1 / Math.sqrt(shape.headDim), slidingWindow: null };
-    for (const target of PARTITION_TARGETS) {
-      const plan = planAttention(runtime, q, cache, 0, prepared, options, target);
-      const first = await timer.time([plan.dispatches], 1);
-      const iterations = Math.max(2, Math.min(ITERATIONS, Math.round(PREFILL_TARGET_MICROS / callMicros(first))));
-      const micros = callMicros(await timer.time([plan.dispatches], iterations, quick ? 0 : 50));
-      for (const tensor of [plan.out, plan.partials]) runtime.release(tensor);
-      const flops = prefillFlops(shape, rows, context);
-      results.push({ context, target, partitions: plan.partitions, micros, teraflops: flops / micros / 1e6 });
+    for (const rows of PARTITION_ROWS) {
+      const q = runtime.allocate([rows, shape.qHeads, shape.headDim], "f32", "weights");
+      runtime.upload(q, randomFloats(rows * shape.qHeads * shape.headDim));
+      const sequence = {
+        queryStart: 0,
+        queryLength: rows,
+        contextLength: context,
+        blockTable: kv.blockTable(sequences[0]!),
+      };
+      const prepared = prepareAttention(runtime, [sequence], 1);
+      const options = { scale: 1 / Math.sqrt(shape.headDim), slidingWindow: null };
+      for (const target of PARTITION_TARGETS) {
+        const plan = planAttention(runtime, q, cache, 0, prepared, options, target);
+        const first = await timer.time([plan.dispatches], 1);
+        const iterations = Math.max(2, Math.min(ITERATIONS, Math.round(PREFILL_TARGET_MICROS / callMicros(first))));
+        const micros = callMicros(await timer.time([plan.dispatches], iterations, quick ? 0 : 50));
+        for (const tensor of [plan.out, plan.partials]) runtime.release(tensor);
+        const flops = prefillFlops(shape, rows, context);
+        results.push({ rows, context, target, partitions: plan.partitions, micros, teraflops: flops / micros / 1e6 });
+      }
+      prepared.dispose();
+      runtime.release(q);
     }
-    prepared.dispose();
-    runtime.release(q);
     cache.dispose();
     await runtime.finish();
   }
-  const header = ["context", "target workgroups", "partitions", "µs/call", "TFLOP/s"];
+  const header = ["rows", "context", "target workgroups", "partitions", "µs/call", "TFLOP/s"];
   const rows = results.map((r) => [
+    String(r.rows),
     String(r.context),
     String(r.target),
     String(r.partitions),
@@ -390,7 +395,7 @@ async function partitionSweep(runtime: GpuRuntime, timer: DispatchTimer): Promis
   const widths = header.map((cell, column) => Math.max(cell.length, ...rows.map((row) => row[column]!.length)));
   const line = (cells: string[]) => cells.map((cell, column) => cell.padStart(widths[column]!)).join("  ");
   console.log(
-    `\npartition sweep: prefill kernel, ${PARTITION_ROWS} rows, headDim ${shape.headDim}\n${line(header)}\n${rows.map(line).join("\n")}`,
+    `\npartition sweep: prefill kernel, headDim ${shape.headDim}\n${line(header)}\n${rows.map(line).join("\n")}`,
   );
   return results;
 }
@@ -435,7 +440,8 @@ async function main(): Promise<void> {
     `device: ${gpuDevice.adapterDescription}; timing by ${timer.method}${quick ? ", --quick" : ""}; ` +
       `max binding ${runtime.maxBindingBytes / MiB} MiB, workgroup memory ${gpuDevice.limits.maxComputeWorkgroupStorageSize} B`,
   );
-  const decodePart = !process.argv.includes("--prefill");
+  const partitionsOnly = process.argv.includes("--partitions");
+  const decodePart = !process.argv.includes("--prefill") && !partitionsOnly;
   const results: Result[] = [];
   let read = { bytes: 0, micros: 0, gigabytesPerSecond: 0 };
   if (decodePart) {
@@ -455,7 +461,8 @@ async function main(): Promise<void> {
     }
     printTable(results);
   }
-  const prefill = process.argv.includes("--decode") ? null : await prefillPart(runtime, timer);
+  const prefill = process.argv.includes("--decode") || partitionsOnly ? null : await prefillPart(runtime, timer);
+  const partitionSweepOnly = partitionsOnly ? await partitionSweep(runtime, timer) : null;
 
   const device = gpuDevice.adapterDescription.split(" / ").pop() ?? "unknown";
   const slug = (deviceName ?? device.split(":")[0]!)
@@ -474,6 +481,7 @@ async function main(): Promise<void> {
     read,
     results,
     prefill: prefill && { smallShape: SMALL_SHAPE, ...prefill },
+    partitionTargets: partitionSweepOnly,
   };
   writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
   console.log(`\nwrote ${file}`);
