@@ -95,6 +95,8 @@ export class GpuRuntime {
   private dispatchesSinceSubmit = 0;
   /** A benchmark's timed pass is open: its dispatches must stay in one pass, so no early submit. */
   private timedPassOpen = false;
+  /** startTracing's query set, and the kernel of each traced dispatch so far. */
+  private trace: { querySet: GPUQuerySet; kernels: string[] } | null = null;
   private readonly bindGroups = new Map<string, GPUBindGroup>();
   /** Pool buffers released while recorded work that may read them is not yet submitted. */
   private readonly releasedSinceSubmit = new Set<GPUBuffer>();
@@ -225,12 +227,11 @@ export class GpuRuntime {
     if (++this.dispatchesSinceSubmit >= DISPATCHES_PER_SUBMIT && !this.timedPassOpen) this.submit();
   }
 
-  private trace: { querySet: GPUQuerySet; kernels: string[] } | null = null;
-
   /**
-   * For benchmarks (needs timestamp-query; capacity ≤ 2048, half the largest query set): each of the next `capacity` dispatches runs alone in a
-   * compute pass that writes timestamps, until `stopTracing` reads them back. Isolating dispatches
-   * removes the overlap between neighbours, so the times add up to somewhat more than a normal pass.
+   * For benchmarks (needs timestamp-query): each of the next `capacity` dispatches (at most 2048, half
+   * the largest query set) runs alone in a compute pass that writes timestamps, until `stopTracing`
+   * reads them back. Isolating dispatches removes the overlap between neighbours, so the times add up
+   * to somewhat more than a normal pass.
    */
   startTracing(capacity: number): void {
     this.endPass();
