@@ -1,8 +1,9 @@
 /**
  * Agent KV memory with the real engine on a real fixture model (WebGPU): exact reuse counts across
- * turns, and greedy output that never depends on where the K/V came from — reused, trimmed after a
- * divergence, shared between agents, reloaded from disk, or after a restart (8-bit storage: see
- * kv-quantization.test.ts).
+ * turns, and greedy output and K/V that never depend on where the K/V came from — reused, trimmed
+ * after a divergence, shared between agents, reloaded from disk, or after a restart (8-bit storage:
+ * see kv-quantization.test.ts). The K/V is compared with an uncached run's, block by block: the tiny
+ * model's output alone would not show a block out of place.
  */
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -24,6 +25,8 @@ import { scratchDir, testModelDirectory } from "../support/cli.js";
 
 const GREEDY = samplingParams({ temperature: 0 });
 const FLOAT: KvStorage = { kind: "float", dtype: "f32" };
+/** How far (relative to a block's largest value) a cached block may be from an uncached run's. */
+const KV_TOLERANCE = 1e-5;
 
 interface Turn {
   tokens: number[];
@@ -109,6 +112,57 @@ describe("agent KV memory", () => {
       .tokens;
   };
 
+  /**
+   * What an agent holds, read from the file its eviction writes: its token ids, and its full blocks as
+   * f32 (the last, partial block's unused rows hold whatever the block held before, so it is left out).
+   */
+  const heldKv = async (memory: AgentMemory, cacheDir: string, tenant: string, agentId: string) => {
+    expect(await memory.evictAgent(tenant, agentId)).toBe(true);
+    const file = await SafetensorsFile.open(join(cacheDir, AgentStore.fileName(tenant, agentId)));
+    try {
+      const tokens = [...new Uint32Array((await file.read("tokens")).buffer)];
+      const blocks: Float32Array[] = [];
+      for (let i = 0; i < Math.floor(tokens.length / 16); i++) {
+        blocks.push(new Float32Array((await file.read(`block.${i}`)).buffer));
+      }
+      return { tokens, blocks };
+    } finally {
+      await file.close();
+    }
+  };
+
+  /**
+   * The oracle for where an agent's K/V came from. The fixture model's greedy output barely depends
+   * on its context, so equal output would not show a block out of place; the K/V itself does. A fresh
+   * engine prefills `prompt` with no cache and answers it, and every full block the agent holds must
+   * match that run's block at the same position, up to f32 rounding (the two runs split the work into
+   * different chunks). A misplaced, stale or duplicated block differs by the size of the values.
+   */
+  const expectKvOfUncachedRun = async (
+    held: { tokens: number[]; blocks: Float32Array[] },
+    prompt: number[],
+    maxTokens = 12,
+  ) => {
+    const cacheDir = scratchDir();
+    const { engine, memory } = engineWith({ cacheDir });
+    await ask(engine, { agentId: "uncached", tenant: "oracle" }, prompt, maxTokens);
+    const expected = await heldKv(memory, cacheDir, "oracle", "uncached");
+    expect(held.tokens).toEqual(expected.tokens);
+    expect(held.blocks.length).toBeGreaterThanOrEqual(2);
+    held.blocks.forEach((block, i) => {
+      const want = expected.blocks[i]!;
+      let largest = 0;
+      let worst = 0;
+      for (let j = 0; j < want.length; j++) {
+        largest = Math.max(largest, Math.abs(want[j]!));
+        worst = Math.max(worst, Math.abs(block[j]! - want[j]!));
+      }
+      expect(worst, `block ${i}: largest difference ${worst} of values up to ${largest}`).toBeLessThanOrEqual(
+        KV_TOLERANCE * largest,
+      );
+    });
+  };
+
   const ask = (engine: Engine, scope: MemoryScope | undefined, prompt: number[], maxTokens = 12) =>
     collect(engine.generate({ promptTokens: prompt, maxTokens, sampling: GREEDY, ignoreEos: true, memory: scope }));
 
@@ -116,7 +170,8 @@ describe("agent KV memory", () => {
   let system: number[];
 
   it("reuses exactly the cached tokens turn after turn, generated tokens included, with unchanged output", async () => {
-    const { engine } = engineWith();
+    const cacheDir = scratchDir();
+    const { engine, memory } = engineWith({ cacheDir });
     const scope = { agentId: "agent-a", tenant: "t1" };
     const turn1Prompt = [...system, ...text(" User: list the files.")];
     const turn1 = await ask(engine, scope, turn1Prompt);
@@ -134,10 +189,12 @@ describe("agent KV memory", () => {
     const turn3 = await ask(engine, scope, turn3Prompt);
     expect(turn3.cached).toBe(turn2Prompt.length + turn2.tokens.length - 1);
     expect(turn3.tokens).toEqual(await reference(turn3Prompt));
+    await expectKvOfUncachedRun(await heldKv(memory, cacheDir, "t1", "agent-a"), turn3Prompt);
   }, 60_000);
 
   it("on divergence keeps only the common prefix, and the output is still the uncached one", async () => {
-    const { engine } = engineWith();
+    const cacheDir = scratchDir();
+    const { engine, memory } = engineWith({ cacheDir });
     const scope = { agentId: "agent-b", tenant: "t1" };
     const first = [...system, ...text(" User: describe the repository layout in detail.")];
     await ask(engine, scope, first);
@@ -147,16 +204,22 @@ describe("agent KV memory", () => {
     const turn = await ask(engine, scope, edited);
     expect(turn.cached).toBe(common);
     expect(turn.tokens).toEqual(await reference(edited));
+    await expectKvOfUncachedRun(await heldKv(memory, cacheDir, "t1", "agent-b"), edited);
   }, 60_000);
 
   it("shares full blocks of a common prefix between agents of one tenant, never across tenants", async () => {
-    const { engine } = engineWith();
+    const cacheDir = scratchDir();
+    const { engine, memory } = engineWith({ cacheDir });
     const prompt = (question: string) => [...system, ...text(question)];
     await ask(engine, { agentId: "first", tenant: "t1" }, prompt(" User: hello."));
     const second = await ask(engine, { agentId: "second", tenant: "t1" }, prompt(" User: something else."));
     const sharedBlocks = Math.floor(Math.min(system.length, prompt(" User: something else.").length - 1) / 16);
     expect(second.cached).toBe(sharedBlocks * 16);
     expect(second.tokens).toEqual(await reference(prompt(" User: something else.")));
+    await expectKvOfUncachedRun(await heldKv(memory, cacheDir, "t1", "second"), prompt(" User: something else."));
+    // The agent that wrote the shared blocks first still holds its own K/V: the second agent's writes
+    // went to blocks of its own.
+    await expectKvOfUncachedRun(await heldKv(memory, cacheDir, "t1", "first"), prompt(" User: hello."));
     const otherTenant = await ask(engine, { agentId: "third", tenant: "t2" }, prompt(" User: something else."));
     expect(otherTenant.cached).toBe(0);
     // Requests that name no agent reuse shared blocks too.
@@ -190,6 +253,7 @@ describe("agent KV memory", () => {
     expect(reloaded.cached).toBe(prompts[0]!.length + firstTurns[0]!.tokens.length - 1);
     expect(reloaded.tokens).toEqual(await reference(followUp));
     expect(memory.stats().hits.warm).toBe(1);
+    await expectKvOfUncachedRun(await heldKv(memory, cacheDir, "t1", "agent-0"), followUp);
 
     // A restart: a new engine and memory over the same directory find every agent on disk.
     await memory.flush();
@@ -205,6 +269,7 @@ describe("agent KV memory", () => {
     const afterRestart = await ask(restarted.engine, { agentId: "agent-2", tenant: "t1" }, followUp2);
     expect(afterRestart.cached).toBe(prompts[2]!.length + firstTurns[2]!.tokens.length - 1);
     expect(afterRestart.tokens).toEqual(await reference(followUp2));
+    await expectKvOfUncachedRun(await heldKv(restarted.memory, cacheDir, "t1", "agent-2"), followUp2);
   }, 60_000);
 
   it("an agent read back in several batches is written exactly as one read back at once", async () => {
@@ -251,6 +316,7 @@ describe("agent KV memory", () => {
     expect(memory.stats()).toMatchObject({ hits: { warm: 0 }, reloads: 0 });
     expect(existsSync(path)).toBe(false);
     expect(readdirSync(join(cacheDir, "quarantine"))).toHaveLength(1);
+    await expectKvOfUncachedRun(await heldKv(memory, cacheDir, "t1", "rotten"), followUp);
   }, 60_000);
 
   it("deleting an agent removes it from memory and disk", async () => {
