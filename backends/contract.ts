@@ -116,10 +116,12 @@ export interface KvCache {
   /**
    * Restore blocks[i] from bytes [i·bytesPerBlock, (i+1)·bytesPerBlock) — exportBlock's bytes back to
    * back, as a file holds them — in one call, so the backend can batch the uploads (a reload imports
-   * thousands of blocks). The upload is under way when it returns; `bytes` may then be reused. A length
-   * other than blocks.length · bytesPerBlock, or a block listed twice, is an error and nothing is imported.
+   * thousands of blocks). Resolves when the upload is under way and `bytes` may be reused; work
+   * recorded after that sees the blocks (it may wait for room in the backend's staging memory first,
+   * which keeps a fast reader from queueing a whole file). A length other than
+   * blocks.length · bytesPerBlock, or a block listed twice, rejects and nothing is imported.
    */
-  importBlocks(blocks: readonly number[], bytes: Uint8Array): void;
+  importBlocks(blocks: readonly number[], bytes: Uint8Array): Promise<void>;
   dispose(): void;
 }
 

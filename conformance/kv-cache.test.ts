@@ -229,11 +229,11 @@ for (const backendName of backendsUnderTest()) {
         );
 
         // The batched import: the same bytes back to back (as a file holds them), into other blocks,
-        // from a view at an odd offset into a buffer the caller reuses as soon as the call returns.
+        // from a view at an odd offset into a buffer the caller reuses as soon as the call resolves.
         const packed = new Uint8Array(1 + exported.length * source.bytesPerBlock);
         exported.forEach((bytes, i) => packed.set(bytes, 1 + i * source.bytesPerBlock));
         const batchBlocks = [3, 4, 0]; // a run of consecutive blocks, then one alone
-        target.importBlocks(batchBlocks, packed.subarray(1));
+        await target.importBlocks(batchBlocks, packed.subarray(1));
         packed.fill(0xa5);
         for (const [i, block] of batchBlocks.entries()) {
           const again = await target.exportBlock(block);
@@ -243,7 +243,7 @@ for (const backendName of backendsUnderTest()) {
         const shared = new Uint8Array(new SharedArrayBuffer(8 + exported.length * source.bytesPerBlock), 8);
         exported.forEach((bytes, i) => shared.set(bytes, i * source.bytesPerBlock));
         const sharedBlocks = [5, 1, 2];
-        target.importBlocks(sharedBlocks, shared);
+        await target.importBlocks(sharedBlocks, shared);
         shared.fill(0x5a);
         for (const [i, block] of sharedBlocks.entries()) {
           const again = await target.exportBlock(block);
@@ -258,12 +258,12 @@ for (const backendName of backendsUnderTest()) {
           );
         }
         const two = packed.subarray(0, 2 * source.bytesPerBlock);
-        expect(() => target.importBlocks([2], two)).toThrow(
+        await expect(target.importBlocks([2], two)).rejects.toThrow(
           `importBlocks: got ${two.byteLength} bytes for 1 blocks of ${source.bytesPerBlock} bytes`,
         );
-        expect(() => target.importBlocks([2, 2], two)).toThrow("importBlocks: block 2 is listed twice");
-        expect(() => target.importBlocks([2, 6], two)).toThrow("importBlocks: block 6 is outside 0…5");
-        target.importBlocks([], new Uint8Array(0));
+        await expect(target.importBlocks([2, 2], two)).rejects.toThrow("importBlocks: block 2 is listed twice");
+        await expect(target.importBlocks([2, 6], two)).rejects.toThrow("importBlocks: block 6 is outside 0…5");
+        await target.importBlocks([], new Uint8Array(0));
         source.dispose();
         target.dispose();
       });

@@ -129,7 +129,9 @@ export class MlxKvCache implements KvCache {
     this.addon.kvImport(this.handle, block, bytes.buffer instanceof SharedArrayBuffer ? bytes.slice() : bytes);
   }
 
-  importBlocks(blocks: readonly number[], bytes: Uint8Array): void {
+  // The addon copies the bytes before it returns: nothing to wait for, but errors still reject.
+  // eslint-disable-next-line @typescript-eslint/require-await
+  async importBlocks(blocks: readonly number[], bytes: Uint8Array): Promise<void> {
     this.requireLive();
     checkKvImport(this.spec, this.bytesPerBlock, blocks, bytes);
     // N-API hands the addon plain ArrayBuffers only: shared memory (a reload's reader ring) is copied out.

@@ -254,14 +254,14 @@ export async function readAgentTokens(handle: FileHandle, header: AgentFileHeade
  *
  * The threads of `pool` read and checksum several chunks at once.
  * `buffers`: "reused" cycles through a few chunk buffers, so `bytes` is valid only until `accept`
- * returns (no allocation per chunk, however big the file: the streaming reload); "owned" gives every
- * chunk a buffer of its own, which `accept` may keep.
+ * returns or its promise resolves (no allocation per chunk, however big the file: the streaming
+ * reload); "owned" gives every chunk a buffer of its own, which `accept` may keep.
  */
 export async function readAgentBlocks(
   handle: FileHandle,
   header: AgentFileHeader,
   buffers: "reused" | "owned",
-  accept: (first: number, bytes: Uint8Array) => void,
+  accept: (first: number, bytes: Uint8Array) => void | Promise<void>,
   pool: ReadPool = ReadPool.shared(),
 ): Promise<void> {
   const count = header.blocks.length;
@@ -303,7 +303,7 @@ export async function readAgentBlocks(
           throw new AgentFileRejected("corrupt", `block ${first + i} fails its checksum`);
         }
       });
-      accept(first, bytes);
+      await accept(first, bytes);
       // Reused: the buffer goes back to the readers (owned: it is the caller's now).
       if (buffers === "reused") pool.recycle(bytes);
     }

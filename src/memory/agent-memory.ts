@@ -381,9 +381,9 @@ export class AgentMemory implements KvMemory {
           target.tokens = Array.from(preamble.tokens);
           return true;
         },
-        blocks: (first, bytes) => {
+        blocks: async (first, bytes) => {
           const importStarted = performance.now();
-          this.cache.importBlocks(target.table.slice(first, first + bytes.byteLength / bytesPerBlock), bytes);
+          await this.cache.importBlocks(target.table.slice(first, first + bytes.byteLength / bytesPerBlock), bytes);
           importMs += performance.now() - importStarted;
         },
       })

@@ -92,10 +92,11 @@ export interface AgentBlockSink {
   begin(preamble: AgentPreamble): boolean | Promise<boolean>;
   /**
    * Blocks first … first + n − 1, back to back in `bytes` (n · bytesPerBlock bytes), each already
-   * verified. `bytes` is reused once this returns. A later block can still fail (loadInto then
-   * returns "miss"): nothing taken here may be used before loadInto returns "loaded".
+   * verified. `bytes` is reused once this returns (or its promise resolves; later chunks wait for
+   * it). A later block can still fail (loadInto then returns "miss"): nothing taken here may be used
+   * before loadInto returns "loaded".
    */
-  blocks(first: number, bytes: Uint8Array): void;
+  blocks(first: number, bytes: Uint8Array): void | Promise<void>;
 }
 
 export interface WarmEntry {

@@ -1,12 +1,14 @@
 /**
  * The WebGPU backend's behaviour when the GPU is not there or goes away: a missing adapter is one
- * error naming what to install; a lost device is reported through `failure`, not a crash.
+ * error naming what to install; a lost device is reported through `failure`, not a crash. And the
+ * runtime's ordering: host writes land between the work recorded before and after them.
  */
 import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { WebGpuBackend } from "../../backends/webgpu/backend.js";
+import type { GpuTensor } from "../../backends/webgpu/runtime.js";
 import { REPO_ROOT, cleanEnv } from "../support/cli.js";
 
 const run = promisify(execFile);
@@ -49,6 +51,40 @@ describe("WebGPU runtime ordering", () => {
     const other = backend.upload(new Float32Array([100, 100, 100, 100]), [4], "f32");
     expect(Array.from((await backend.read(doubled)) as Float32Array)).toEqual([2, 4, 6, 8]);
     expect(Array.from((await backend.read(other)) as Float32Array)).toEqual([100, 100, 100, 100]);
+    backend.dispose();
+  });
+
+  it("bulk uploads through the reused mapped buffers land in order, whole, whoever shares the buffers", async () => {
+    const backend = await WebGpuBackend.create();
+    const runtime = backend.runtime;
+    // Three buffers of 64 bytes: every upload below takes several pieces and waits for reused buffers.
+    runtime.useUploadRing(64, 3);
+    const count = 256;
+    const original = Float32Array.from({ length: count }, (_, i) => i);
+    const x = backend.upload(original, [count], "f32");
+    const before = backend.scale(x, 2); // recorded, not yet submitted: must see the original
+    const replacement = Float32Array.from({ length: count }, (_, i) => 1000 + i);
+    const reused = new Float32Array(count);
+    reused.set(replacement);
+    await runtime.uploadBulk(x as GpuTensor, 0, new Uint8Array(reused.buffer));
+    reused.fill(-1); // the caller's buffer is its own again once the upload resolves
+    const after = backend.scale(x, 3);
+    expect(Array.from((await backend.read(before)) as Float32Array)).toEqual(Array.from(original, (v) => 2 * v));
+    expect(Array.from((await backend.read(after)) as Float32Array)).toEqual(Array.from(replacement, (v) => 3 * v));
+
+    // Eight callers at once, each into its own quarter-kilobyte at its own offset, odd sizes included.
+    const parts = Array.from({ length: 8 }, (_, part) =>
+      Float32Array.from({ length: 24 + part }, (_, i) => part * 100 + i),
+    );
+    const target = backend.upload(new Float32Array(8 * 64), [8 * 64], "f32") as GpuTensor;
+    await Promise.all(parts.map((part, index) => runtime.uploadBulk(target, index * 256, new Uint8Array(part.buffer))));
+    const landed = (await backend.read(target)) as Float32Array;
+    parts.forEach((part, index) => {
+      expect(Array.from(landed.subarray(index * 64, index * 64 + part.length)), `part ${index}`).toEqual(
+        Array.from(part),
+      );
+      expect(landed[index * 64 + part.length], `after part ${index}`).toBe(0);
+    });
     backend.dispose();
   });
 });
