@@ -88,6 +88,7 @@ async function main(): Promise<void> {
     return { memory, engine: new Engine(backend, model, tokenizer, engineOptions, memory) };
   };
   let { memory, engine } = open();
+  await memory.start(); // as the server does (its reader threads start here)
   let seed = 7;
   const randomTokens = (count: number) =>
     Array.from({ length: count }, () => 1 + ((seed = (seed * 48271) % 2147483647) % (config.vocabSize - 1)));

@@ -211,8 +211,7 @@ export class GpuRuntime {
    * recorded after this resolves, and is submitted at once. Resolves when `data` may be reused.
    */
   async uploadBulk(tensor: GpuTensor, byteOffset: number, data: Uint8Array): Promise<void> {
-    this.uploadRing ??= new UploadRing(this.device, UPLOAD_SLOT_BYTES, UPLOAD_SLOTS);
-    const ring = this.uploadRing;
+    const ring = this.prepareBulkUploads();
     for (let at = 0; at < data.byteLength; at += ring.slotBytes) {
       const piece = data.subarray(at, Math.min(at + ring.slotBytes, data.byteLength));
       await ring.use(piece, (staging) => {
@@ -222,6 +221,15 @@ export class GpuRuntime {
         this.submit();
       });
     }
+  }
+
+  /**
+   * Create uploadBulk's mapped buffers now (32 MiB of host memory the driver maps and clears, ~20 ms
+   * on the H200's host), so the first bulk upload, a reload on a user's request, does not wait for it.
+   */
+  prepareBulkUploads(): UploadRing {
+    this.uploadRing ??= new UploadRing(this.device, UPLOAD_SLOT_BYTES, UPLOAD_SLOTS);
+    return this.uploadRing;
   }
 
   /** For tests: bulk uploads go through `slotCount` mapped buffers of `slotBytes`, so small ones take many. */

@@ -22,6 +22,7 @@ import type { Logger } from "../logging.js";
 import type { Metrics } from "../metrics.js";
 import { AgentStore, validateAgentId, type WarmEntry } from "./persistence.js";
 import { blockHashes, SharedBlockIndex } from "./prefix-index.js";
+import { ReadPool } from "./read-pool.js";
 
 /** Bytes of blocks an eviction reads back per exportBlocks call (AgentMemoryOptions.snapshotBatchBytes). */
 const SNAPSHOT_BATCH_BYTES = 256 * 2 ** 20;
@@ -130,6 +131,8 @@ export class AgentMemory implements KvMemory {
   /** Rebuild the warm index from the cache directory (at start). */
   async start(): Promise<void> {
     if (!this.store) return;
+    // The reader threads of reloads start with the server, not on the first reload.
+    ReadPool.shared().start();
     for (const entry of await this.store.scan()) this.warm.set(key(entry.tenant, entry.agentId), entry);
     this.options.logger.info(`agent memory: ${this.warm.size} agent(s) on disk`);
     this.updateGauges();

@@ -109,6 +109,20 @@ export class ReadPool {
   constructor(readonly size: number) {}
 
   /**
+   * Start every thread now rather than on the first reads: a thread takes tens of milliseconds to
+   * start, which the first reload after a server start would otherwise wait for. Idle threads do not
+   * keep the process alive.
+   */
+  start(): void {
+    while (this.workers.length < this.size) this.workers.push(this.newWorker());
+  }
+
+  /** Threads running now. */
+  get threads(): number {
+    return this.workers.length;
+  }
+
+  /**
    * Read `byteLength` bytes of the open file `fd` at `position`, and CRC-32 each `blockBytes` of them
    * (the last block may be shorter). Rejects with EndOfFileError when the file is shorter. `fd` must
    * stay open until the promise settles.
@@ -132,10 +146,7 @@ export class ReadPool {
     while (this.queue.length > 0) {
       let idle = this.workers.find((candidate) => candidate.task === null);
       if (!idle && this.workers.length < this.size) {
-        idle = new PoolWorker(
-          (self, reply) => this.settle(self, reply),
-          (self, error) => this.lost(self, error),
-        );
+        idle = this.newWorker();
         this.workers.push(idle);
       }
       if (!idle) return;
@@ -146,6 +157,13 @@ export class ReadPool {
       const buffer = this.spare.pop();
       idle.worker.postMessage({ id, fd, buffer, byteLength, position, blockBytes }, buffer ? [buffer] : []);
     }
+  }
+
+  private newWorker(): PoolWorker {
+    return new PoolWorker(
+      (self, reply) => this.settle(self, reply),
+      (self, error) => this.lost(self, error),
+    );
   }
 
   private settle(worker: PoolWorker, reply: Reply): void {

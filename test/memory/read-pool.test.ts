@@ -49,6 +49,26 @@ describe("ReadPool", () => {
     }
   });
 
+  it("starts its threads on first use, or all at once when asked (a server start), never more than its size", async () => {
+    const lazy = new ReadPool(3);
+    expect(lazy.threads).toBe(0);
+    const path = join(directory, "small.bin");
+    writeFileSync(path, randomBytes(4096));
+    const fd = openSync(path, "r");
+    try {
+      await lazy.read(fd, 4096, 0, 4096);
+      expect(lazy.threads).toBe(1);
+      const eager = new ReadPool(3);
+      eager.start();
+      expect(eager.threads).toBe(3);
+      await Promise.all(Array.from({ length: 6 }, () => eager.read(fd, 4096, 0, 4096)));
+      eager.start();
+      expect(eager.threads).toBe(3);
+    } finally {
+      closeSync(fd);
+    }
+  });
+
   it("rejects a run past the end of the file with where the file ends, and a closed descriptor", async () => {
     const pool = new ReadPool(2);
     const path = join(directory, "short.bin");
