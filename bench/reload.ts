@@ -13,7 +13,8 @@
  *   writeBuffer    queue.writeBuffer into one storage buffer, nothing else, in pieces of 8 MiB … 256 KiB;
  *   mapped         a mappedAtCreation buffer filled, unmapped and copied (copyBufferToBuffer);
  *   mapped ring    the same through four MAP_WRITE buffers reused (mapAsync after each copy);
- *   host memcpy    one copy between host buffers, the baseline for all of them.
+ *   host memcpy    one copy between host buffers, the baseline for all of them;
+ * and the other way, exportBlocks as an eviction reads an agent back (256 MiB at a time).
  *
  * Run from the repository root:
  *   npx tsc -p tsconfig.json --noEmit false --outDir dist
@@ -238,6 +239,32 @@ async function uploadPaths(backend: WebGpuBackend, cache: KvCache, mb: number): 
   for (const [name, upload] of Object.entries(asyncPaths)) await measure(name, upload);
   await Promise.all(ringMapped);
   for (const buffer of ring) buffer.destroy();
+  // The other way. First the runtime's bulk download alone, 64 MiB at a time, into one host buffer
+  // reused and into new host memory each time (whose pages the host must fault in).
+  const packedBytes = 64 * 2 ** 20;
+  const packed = backend.runtime.allocate([packedBytes / 4], "u32");
+  const reusedHost = new Uint8Array(packedBytes);
+  for (const fresh of [false, true]) {
+    for (let round = 0; round < 2; round++) {
+      const started = performance.now();
+      for (let done = 0; done < mb * 2 ** 20; done += packedBytes) {
+        await backend.runtime.downloadBulk(packed, 0, fresh ? new Uint8Array(packedBytes) : reusedHost);
+      }
+      const name = `GPU → host: downloadBulk, 64 MiB into ${fresh ? "new host memory each time" : "one reused host buffer"}`;
+      rates[name] = (mb * 2 ** 20) / (performance.now() - started) / 1e6;
+    }
+  }
+  backend.runtime.release(packed);
+  // Then as an eviction reads an agent back before writing its file: 256 MiB at a time.
+  const blockIds = Array.from({ length: (mb * 2 ** 20) / identity.bytesPerBlock }, (_, i) => i);
+  const perExport = (256 * 2 ** 20) / identity.bytesPerBlock;
+  for (let round = 0; round < 2; round++) {
+    const started = performance.now();
+    for (let first = 0; first < blockIds.length; first += perExport) {
+      await cache.exportBlocks(blockIds.slice(first, first + perExport));
+    }
+    rates["GPU → host: exportBlocks, 256 MiB at a time"] = (mb * 2 ** 20) / (performance.now() - started) / 1e6;
+  }
   target.destroy();
   return rates;
 }

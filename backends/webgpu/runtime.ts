@@ -14,7 +14,7 @@
 import { DTYPE_BYTES, type DType, type Tensor } from "../contract.js";
 import type { GpuDevice } from "./device.js";
 import { KernelLibrary, PARAMS_BINDING_BYTES } from "./kernels.js";
-import { UploadRing } from "./upload-ring.js";
+import { DownloadRing, UploadRing } from "./staging-rings.js";
 
 export class GpuTensor implements Tensor {
   freed = false;
@@ -86,6 +86,9 @@ const DISPATCHES_PER_SUBMIT = 64;
  */
 const UPLOAD_SLOT_BYTES = 8 * 2 ** 20;
 const UPLOAD_SLOTS = 4;
+/** downloadBulk's mapped buffers, created on the first bulk download (an eviction). */
+const DOWNLOAD_SLOT_BYTES = 8 * 2 ** 20;
+const DOWNLOAD_SLOTS = 4;
 /** Bind groups kept; decode reuses the same few hundred every step. Cleared when it overflows. */
 const BIND_GROUP_CACHE_LIMIT = 16_384;
 
@@ -110,6 +113,7 @@ export class GpuRuntime {
   private readonly bufferIds = new WeakMap<GPUBuffer, number>();
   private nextBufferId = 1;
   private uploadRing: UploadRing | null = null;
+  private downloadRing: DownloadRing | null = null;
   /** Read once a device exists: Dawn installs the GPU* globals when it is created. */
   private readonly storageUsage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
   /** Bytes held, by role, for the memory report. */
@@ -232,10 +236,44 @@ export class GpuRuntime {
     return this.uploadRing;
   }
 
+  /**
+   * Read bytes [byteOffset, byteOffset + into.byteLength) of a tensor, after all work recorded so
+   * far, into `into`: through reused mapped buffers (DownloadRing), several pieces in flight at once.
+   * The tensor must stay unreleased until this resolves (later pieces are copied as slots free up).
+   */
+  async downloadBulk(tensor: GpuTensor, byteOffset: number, into: Uint8Array): Promise<void> {
+    this.downloadRing ??= new DownloadRing(this.device, DOWNLOAD_SLOT_BYTES, DOWNLOAD_SLOTS);
+    const ring = this.downloadRing;
+    const pieces: Promise<void>[] = [];
+    for (let at = 0; at < into.byteLength; at += ring.slotBytes) {
+      const length = Math.min(ring.slotBytes, into.byteLength - at);
+      const source = tensor.byteOffset + byteOffset + at;
+      const piece = ring.use(
+        length,
+        (staging) => {
+          this.endPass();
+          this.commandEncoder().copyBufferToBuffer(tensor.buffer, source, staging, 0, length);
+          this.submit();
+        },
+        (bytes) => into.set(bytes, at),
+      );
+      piece.catch(() => undefined); // awaited below; this keeps a failed piece from being "unhandled" meanwhile
+      pieces.push(piece);
+    }
+    await Promise.all(pieces);
+    this.throwIfFailed();
+  }
+
   /** For tests: bulk uploads go through `slotCount` mapped buffers of `slotBytes`, so small ones take many. */
   useUploadRing(slotBytes: number, slotCount: number): void {
     this.uploadRing?.dispose();
     this.uploadRing = new UploadRing(this.device, slotBytes, slotCount);
+  }
+
+  /** For tests: bulk downloads go through `slotCount` mapped buffers of `slotBytes`. */
+  useDownloadRing(slotBytes: number, slotCount: number): void {
+    this.downloadRing?.dispose();
+    this.downloadRing = new DownloadRing(this.device, slotBytes, slotCount);
   }
 
   dispatch(work: Dispatch): void {
@@ -427,6 +465,7 @@ export class GpuRuntime {
     this.pool.clear();
     this.arena.destroy();
     this.uploadRing?.dispose();
+    this.downloadRing?.dispose();
   }
 }
 

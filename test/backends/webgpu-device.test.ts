@@ -87,4 +87,24 @@ describe("WebGPU runtime ordering", () => {
     });
     backend.dispose();
   });
+
+  it("bulk downloads read what the work recorded before them wrote, piece by piece through reused buffers", async () => {
+    const backend = await WebGpuBackend.create();
+    const runtime = backend.runtime;
+    runtime.useDownloadRing(64, 3); // every read below takes several pieces, more than there are buffers
+    const count = 300;
+    const x = backend.upload(
+      Float32Array.from({ length: count }, (_, i) => i),
+      [count],
+      "f32",
+    );
+    const tripled = backend.scale(x, 3) as GpuTensor; // recorded, not yet submitted
+    const whole = new Uint8Array(count * 4);
+    const middle = new Uint8Array(40 * 4);
+    // Two reads at once, one of them from an offset: each lands whole in its own buffer.
+    await Promise.all([runtime.downloadBulk(tripled, 0, whole), runtime.downloadBulk(tripled, 100 * 4, middle)]);
+    expect(Array.from(new Float32Array(whole.buffer))).toEqual(Array.from({ length: count }, (_, i) => 3 * i));
+    expect(Array.from(new Float32Array(middle.buffer))).toEqual(Array.from({ length: 40 }, (_, i) => 3 * (100 + i)));
+    backend.dispose();
+  });
 });

@@ -169,47 +169,30 @@ export class WebGpuKvCache implements KvCache {
 
   /** Layer 0 keys, layer 0 values, layer 1 keys, …: each the block's words as stored. */
   async exportBlock(block: number): Promise<Uint8Array> {
-    this.requireLive();
     this.requireBlock("exportBlock", block);
-    return this.exportBatch([block]);
+    return this.exportBlocks([block]);
   }
 
   /**
-   * Batches of up to 8 MiB, each copied into one mappable staging buffer (a copy per block and layer
-   * part) and read back. A staging buffer per block, as exportBlock alone would make, left Dawn
-   * thousands of buffers to free afterwards, and the uploads of a reload that followed an eviction
-   * ran at a quarter of their speed while it did.
+   * In batches of up to 64 MiB: one dispatch per layer (export_blocks in kernels/kv_cache_blocks.wgsl)
+   * gathers a batch's blocks into a packed buffer laid out as a file holds them, which comes back
+   * through the runtime's reused mapped buffers (`downloadBulk`). A copy per block and layer part into
+   * a new mappable buffer per batch read an H200 back at 0.56 GB/s (bench/reload.ts).
    */
   async exportBlocks(blocks: readonly number[]): Promise<Uint8Array> {
     this.requireLive();
     for (const block of blocks) this.requireBlock("exportBlocks", block);
-    const out = new Uint8Array(blocks.length * this.bytesPerBlock);
-    const perBatch = Math.max(1, Math.floor(EXPORT_BATCH_BYTES / this.bytesPerBlock));
-    for (let first = 0; first < blocks.length; first += perBatch) {
-      out.set(await this.exportBatch(blocks.slice(first, first + perBatch)), first * this.bytesPerBlock);
-    }
-    return out;
-  }
-
-  private async exportBatch(blocks: readonly number[]): Promise<Uint8Array> {
-    const size = blocks.length * this.bytesPerBlock;
-    const staging = this.runtime.device.createBuffer({
-      size,
-      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-    });
-    const destination = new GpuTensor([size / 4], "u32", staging, 0, "view");
-    blocks.forEach((block, i) => {
-      this.forEachPart((source, at) => {
-        this.runtime.copy(source, block * this.blockBytes, destination, i * this.bytesPerBlock + at, this.blockBytes);
+    // Every byte is written below: no need to zero hundreds of MiB first (Node's allocUnsafeSlow gives
+    // a buffer of its own, not a slice of a shared pool).
+    const out = new Uint8Array(Buffer.allocUnsafeSlow(blocks.length * this.bytesPerBlock).buffer);
+    await this.inBatches(blocks, async (batch, first) => {
+      const into = out.subarray(first * this.bytesPerBlock, (first + batch.length) * this.bytesPerBlock);
+      await this.withPacked(batch, into.byteLength, async (ids, packed) => {
+        this.moveBlocks("export_blocks", ids, packed, batch.length);
+        await this.runtime.downloadBulk(packed, 0, into);
       });
     });
-    try {
-      await this.runtime.finish();
-      await staging.mapAsync(GPUMapMode.READ);
-      return new Uint8Array(staging.getMappedRange().slice(0));
-    } finally {
-      staging.destroy();
-    }
+    return out;
   }
 
   importBlock(block: number, bytes: Uint8Array): void {
@@ -224,53 +207,68 @@ export class WebGpuKvCache implements KvCache {
   }
 
   /**
-   * The bytes go to the GPU as they are, into a staging buffer (with the block ids in front) through
-   * the runtime's reused mapped buffers (`uploadBulk`), and one dispatch per layer
-   * (kernels/kv_cache_import.wgsl) scatters them into place. A writeBuffer per block and layer part
-   * ran at ~0.5 GB/s on an H200 host, one writeBuffer per batch at ~2.6 GB/s; the mapped buffers carry
-   * ~14 GB/s. Submitted at once, so the GPU scatters this batch while the next is read; the staging
-   * buffer goes back to the pool.
+   * The bytes go to the GPU as they are, into a packed buffer through the runtime's reused mapped
+   * buffers (`uploadBulk`), and one dispatch per layer (import_blocks in kernels/kv_cache_blocks.wgsl)
+   * scatters them into place. A writeBuffer per block and layer part ran at ~0.5 GB/s on an H200 host,
+   * one writeBuffer per batch at ~2.6 GB/s; the mapped buffers carry ~11–14 GB/s. Submitted at once,
+   * so the GPU scatters this batch while the next is read.
    */
   async importBlocks(blocks: readonly number[], bytes: Uint8Array): Promise<void> {
     this.requireLive();
     checkKvImport(this.spec, this.bytesPerBlock, blocks, bytes);
-    // Batches that one staging binding holds (a reload hands over 8 MiB at a time).
-    const limit = Math.min(IMPORT_BATCH_BYTES, this.runtime.maxBindingBytes);
-    const perBatch = Math.max(1, Math.floor(limit / (this.bytesPerBlock + 4))); // + 4: the block's id
-    for (let first = 0; first < blocks.length; first += perBatch) {
-      const batch = blocks.slice(first, first + perBatch);
-      await this.importBatch(
-        batch,
-        bytes.subarray(first * this.bytesPerBlock, (first + batch.length) * this.bytesPerBlock),
-      );
+    await this.inBatches(blocks, async (batch, first) => {
+      const from = bytes.subarray(first * this.bytesPerBlock, (first + batch.length) * this.bytesPerBlock);
+      await this.withPacked(batch, from.byteLength, async (ids, packed) => {
+        await this.runtime.uploadBulk(packed, 0, from);
+        this.moveBlocks("import_blocks", ids, packed, batch.length);
+      });
+      this.runtime.submit();
+    });
+  }
+
+  /** Runs of blocks small enough for one packed buffer to bind (64 MiB at most). */
+  private async inBatches(
+    blocks: readonly number[],
+    each: (batch: readonly number[], first: number) => Promise<void>,
+  ): Promise<void> {
+    const limit = Math.min(BLOCK_BATCH_BYTES, this.runtime.maxBindingBytes);
+    const perBatch = Math.max(1, Math.floor(limit / this.bytesPerBlock));
+    for (let first = 0; first < blocks.length; first += perBatch)
+      await each(blocks.slice(first, first + perBatch), first);
+  }
+
+  /**
+   * A batch's ids and a packed buffer of `bytes`, from the pool, given back once `use` is done: not
+   * before, since a bulk transfer copies out of (or into) the packed buffer as its staging frees up.
+   */
+  private async withPacked(
+    blocks: readonly number[],
+    bytes: number,
+    use: (ids: GpuTensor, packed: GpuTensor) => Promise<void>,
+  ): Promise<void> {
+    const ids = this.runtime.allocate([blocks.length], "u32");
+    const packed = this.runtime.allocate([bytes / 4], "u32");
+    try {
+      // runtime.upload submits recorded work first where the pooled buffer is still read by it.
+      this.runtime.upload(ids, Uint32Array.from(blocks));
+      await use(ids, packed);
+    } finally {
+      this.runtime.release(ids);
+      this.runtime.release(packed);
     }
   }
 
-  private async importBatch(blocks: readonly number[], bytes: Uint8Array): Promise<void> {
-    const idWords = blocks.length;
-    const staging = this.runtime.allocate([idWords + bytes.byteLength / 4], "u32");
-    try {
-      // runtime.upload submits recorded work first where the pooled buffer is still read by it.
-      this.runtime.upload(staging, Uint32Array.from(blocks));
-      await this.runtime.uploadBulk(staging, idWords * 4, bytes);
-      for (let layer = 0; layer < this.spec.layers; layer++) {
-        this.runtime.dispatch({
-          file: "kv_cache_import.wgsl",
-          entryPoint: "import_blocks",
-          params: new Params()
-            .u32(blocks.length)
-            .u32(this.layout.blockWords)
-            .u32(this.spec.layers)
-            .u32(layer)
-            .u32(idWords),
-          bindings: [staging, this.keys[layer]!, this.values[layer]!],
-          workgroups: grid1d(blocks.length * this.layout.blockWords, 256),
-        });
-      }
-    } finally {
-      this.runtime.release(staging);
+  /** One dispatch per layer of kernels/kv_cache_blocks.wgsl between the cache and `packed`. */
+  private moveBlocks(entryPoint: "import_blocks" | "export_blocks", ids: GpuTensor, packed: GpuTensor, count: number) {
+    for (let layer = 0; layer < this.spec.layers; layer++) {
+      this.runtime.dispatch({
+        file: "kv_cache_blocks.wgsl",
+        entryPoint,
+        params: new Params().u32(count).u32(this.layout.blockWords).u32(this.spec.layers).u32(layer),
+        bindings: [ids, this.keys[layer]!, this.values[layer]!, packed],
+        workgroups: grid1d(count * this.layout.blockWords, 256),
+      });
     }
-    this.runtime.submit();
   }
 
   /** blocks[i] ← bytes[i·bytesPerBlock …], one writeBuffer per layer part of each block. */
@@ -325,10 +323,8 @@ export class WebGpuKvCache implements KvCache {
   }
 }
 
-/** Most bytes exportBlocks reads back at once. */
-const EXPORT_BATCH_BYTES = 8 * 1024 * 1024;
-/** Most bytes importBlocks stages at once (ids included). */
-const IMPORT_BATCH_BYTES = 64 * 1024 * 1024;
+/** Most bytes exportBlocks and importBlocks move through one packed buffer. */
+const BLOCK_BATCH_BYTES = 64 * 1024 * 1024;
 
 function own(tensor: Tensor): GpuTensor {
   if (!(tensor instanceof GpuTensor)) throw new Error("webgpu: tensor belongs to another backend");

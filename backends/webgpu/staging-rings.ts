@@ -1,5 +1,8 @@
 /**
- * A few MAP_WRITE buffers that carry host bytes to the GPU and are mapped again once the GPU has
+ * Staging memory the GPU runtime keeps for bulk transfers (a reload's KV blocks in, an eviction's
+ * out), in both directions.
+ *
+ * UploadRing: a few MAP_WRITE buffers that carry host bytes to the GPU and are mapped again once the GPU has
  * copied out of them. Why not queue.writeBuffer: on an H200 host it moves 2.4–2.9 GB/s whatever the
  * piece size, as does a new mappedAtCreation buffer per piece; both fill staging memory the host has
  * not touched before. The same copy into mapped buffers that are reused runs at ~14 GB/s
@@ -55,6 +58,65 @@ export class UploadRing {
       // Mapping again waits for the GPU to finish the copy just submitted. A slot still mapped (the
       // copy into it failed) is ready as it is.
       settle(unmapped ? slot.buffer.mapAsync(GPUMapMode.WRITE) : previous);
+    }
+  }
+
+  dispose(): void {
+    this.disposed = true;
+    for (const slot of this.slots) slot.buffer.destroy();
+  }
+}
+
+/**
+ * A few MAP_READ buffers that carry GPU bytes back to the host, reused for the same reason as
+ * UploadRing: a new mappable buffer per piece is host memory met for the first time, and Dawn frees
+ * thousands of them later, slowing whatever runs then (an eviction's readback once slowed the reload
+ * after it fourfold).
+ */
+export class DownloadRing {
+  private readonly slots: { buffer: GPUBuffer; ready: Promise<void> }[];
+  private next = 0;
+  private disposed = false;
+
+  constructor(
+    device: GPUDevice,
+    readonly slotBytes: number,
+    slotCount: number,
+  ) {
+    this.slots = Array.from({ length: slotCount }, () => ({
+      buffer: device.createBuffer({ size: slotBytes, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST }),
+      ready: Promise.resolve(),
+    }));
+  }
+
+  /**
+   * Once the next slot is free, `send` records a copy of `byteLength` bytes (whole words, at most
+   * slotBytes) into it and submits; the slot is then mapped, its bytes handed to `take` (valid only
+   * during the call) and unmapped. Slots are handed out in call order, so several pieces can be in
+   * flight at once without sharing one.
+   */
+  async use(byteLength: number, send: (buffer: GPUBuffer) => void, take: (bytes: Uint8Array) => void): Promise<void> {
+    if (this.disposed) throw new Error("webgpu: download ring used after dispose()");
+    if (byteLength > this.slotBytes || byteLength % 4 !== 0) {
+      throw new Error(`webgpu: download ring takes whole words up to ${this.slotBytes} bytes, got ${byteLength}`);
+    }
+    const slot = this.slots[this.next]!;
+    this.next = (this.next + 1) % this.slots.length;
+    const previous = slot.ready;
+    let settle!: () => void;
+    slot.ready = new Promise<void>((resolve) => (settle = resolve));
+    try {
+      await previous;
+      if (byteLength === 0) return;
+      send(slot.buffer);
+      await slot.buffer.mapAsync(GPUMapMode.READ, 0, byteLength);
+      try {
+        take(new Uint8Array(slot.buffer.getMappedRange(0, byteLength)));
+      } finally {
+        slot.buffer.unmap();
+      }
+    } finally {
+      settle();
     }
   }
 
