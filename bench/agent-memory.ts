@@ -15,8 +15,7 @@
  *   node dist/bench/agent-memory.js [--preset tiny|1b|8b] [--max-context N] [--backend webgpu|mlx] [--name=NAME]
  * Writes bench/results/agent-memory-<name>.json.
  */
-import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { writeFileSync } from "node:fs";
@@ -31,6 +30,7 @@ import { loadModel } from "../src/model/load.js";
 import type { TestModelPreset } from "../src/model/test-model/presets.js";
 import { loadTokenizer } from "../src/model/tokenizer.js";
 import { llamaBenchModel } from "./lib/bench-model.js";
+import { ddRead } from "./lib/dd.js";
 
 const root = join(import.meta.dirname, "../..");
 const option = (name: string) => {
@@ -182,12 +182,10 @@ async function main(): Promise<void> {
   }
 
   // dd reading the same files (after ours: both find them wherever the OS keeps them).
-  const dd = rows.map((row) => {
-    const file = join(cacheDir, AgentStore.fileName("bench", `agent-${row.context}`));
-    const started = performance.now();
-    execFileSync("dd", [`if=${file}`, "of=/dev/null", "bs=8M"], { stdio: "ignore" });
-    return { context: row.context, bytes: statSync(file).size, ms: performance.now() - started };
-  });
+  const dd = rows.map((row) => ({
+    context: row.context,
+    ...ddRead(join(cacheDir, AgentStore.fileName("bench", `agent-${row.context}`))),
+  }));
 
   const perToken = (storage: EngineOptions["kvStorage"]) => {
     const { layers, kvHeads, headDim } = model.kvGeometry;

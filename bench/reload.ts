@@ -20,7 +20,6 @@
  *   npx tsc -p tsconfig.json --noEmit false --outDir dist
  *   node dist/bench/reload.js [--max-mb N] [--gpu] [--name=NAME]
  */
-import { execFileSync } from "node:child_process";
 import { randomFillSync } from "node:crypto";
 import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { availableParallelism, cpus, tmpdir } from "node:os";
@@ -29,6 +28,7 @@ import { WebGpuBackend } from "../backends/webgpu/backend.js";
 import type { KvCache } from "../backends/contract.js";
 import { createLogger } from "../src/logging.js";
 import { AgentStore, type CacheIdentity } from "../src/memory/persistence.js";
+import { ddRead } from "./lib/dd.js";
 
 const root = join(import.meta.dirname, "../..");
 const option = (name: string) => {
@@ -36,7 +36,7 @@ const option = (name: string) => {
   return index >= 0 ? process.argv[index + 1] : process.argv.find((arg) => arg.startsWith(`--${name}=`))?.split("=")[1];
 };
 const maxMb = Number(option("max-mb") ?? 1024);
-const SIZES_MB = [64, 256, 1024, 4096].filter((mb) => mb <= maxMb);
+const SIZES_MB = [32, 64, 256, 1024, 4096].filter((mb) => mb <= maxMb);
 const REPEATS = 3;
 
 // The geometry of the agent-memory benchmark's 1B model: 16 layers × 8 kv heads × headDim 64, f16,
@@ -96,11 +96,7 @@ async function main(): Promise<void> {
       }
       return performance.now() - started;
     };
-    const dd = () => {
-      const started = performance.now();
-      execFileSync("dd", [`if=${file}`, "of=/dev/null", "bs=8M"], { stdio: "ignore" });
-      return performance.now() - started;
-    };
+    const dd = () => ddRead(file, 1).ms;
     await load();
     dd();
     const loads: number[] = [];

@@ -268,7 +268,10 @@ export async function readAgentBlocks(
   if (count === 0) return;
   // Blocks are back to back (checkHeader made sure), so a chunk is a run of whole blocks.
   const blockBytes = header.blocks[0]!.byteLength;
-  const perChunk = Math.max(1, Math.min(count, Math.floor(READ_CHUNK_BYTES / blockBytes)));
+  // At most 8 MiB, and small enough that a small file still gives every thread two chunks: a 36 MB
+  // agent read in 8 MiB chunks kept 4 threads busy for one round and a half.
+  const perThreadShare = Math.ceil(count / (2 * pool.size));
+  const perChunk = Math.max(1, Math.min(perThreadShare, Math.floor(READ_CHUNK_BYTES / blockBytes)));
   const chunks = Math.ceil(count / perChunk);
   // Two chunks per reader thread keep every thread busy.
   const readsInFlight = 2 * pool.size;
