@@ -77,12 +77,15 @@ class PoolWorker {
   task: Task | null = null;
 
   constructor(onReply: (self: PoolWorker, reply: Reply) => void, onExit: (self: PoolWorker, error: Error) => void) {
-    this.worker = new Worker(WORKER_SOURCE, { eval: true });
-    // An idle worker must not keep the process alive; a busy one does until its reply.
-    this.worker.unref();
+    // The source is CommonJS: a parent run as `node --input-type=module -e …` must not pass that on.
+    const execArgv = process.execArgv.filter((arg) => !arg.startsWith("--input-type"));
+    this.worker = new Worker(WORKER_SOURCE, { eval: true, execArgv });
     this.worker.on("message", (reply: Reply) => onReply(this, reply));
     this.worker.on("error", (error) => onExit(this, error));
     this.worker.on("exit", (code) => onExit(this, new Error(`file reader thread exited (code ${code})`)));
+    // An idle worker must not keep the process alive; a busy one does until its reply. After the
+    // listeners: attaching a "message" listener refs the worker's port again.
+    this.worker.unref();
   }
 }
 

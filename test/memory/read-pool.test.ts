@@ -4,13 +4,18 @@
  * new contents; a file shorter than the run, and a closed descriptor, reject instead of returning
  * short or stale data.
  */
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { crc32 } from "node:zlib";
 import { afterAll, describe, expect, it } from "vitest";
 import { EndOfFileError, ReadPool } from "../../src/memory/read-pool.js";
+import { REPO_ROOT } from "../support/cli.js";
+
+const run = promisify(execFile);
 
 const directory = mkdtempSync(join(tmpdir(), "read-pool-"));
 afterAll(() => rmSync(directory, { recursive: true, force: true }));
@@ -47,6 +52,19 @@ describe("ReadPool", () => {
     } finally {
       closeSync(fd);
     }
+  });
+
+  it("does not keep the process alive once idle, started at once or used", async () => {
+    const module = join(REPO_ROOT, "dist/src/memory/read-pool.js");
+    const script = `import(${JSON.stringify(module)}).then(async ({ ReadPool }) => {
+      const started = new ReadPool(2); started.start();
+      const used = new ReadPool(2); const fs = await import("node:fs");
+      const fd = fs.openSync(${JSON.stringify(join(directory, "alive.bin"))}, "r");
+      await used.read(fd, 1024, 0, 1024); fs.closeSync(fd); console.log("idle");
+    })`;
+    writeFileSync(join(directory, "alive.bin"), randomBytes(1024));
+    const { stdout } = await run(process.execPath, ["--input-type=module", "-e", script], { timeout: 20_000 });
+    expect(stdout.trim()).toBe("idle"); // and it exited by itself: execFile would have timed out
   });
 
   it("starts its threads on first use, or all at once when asked (a server start), never more than its size", async () => {
