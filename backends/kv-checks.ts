@@ -36,6 +36,27 @@ export function checkKvImport(
   }
 }
 
+/**
+ * exportBlocks' arguments: blocks inside the cache, and the caller's array (when given) exactly their
+ * size. The array to fill is returned: `into`, or a new one (not zeroed first: every byte is written).
+ */
+export function checkKvExport(
+  spec: KvCacheSpec,
+  bytesPerBlock: number,
+  blocks: readonly number[],
+  into: Uint8Array | undefined,
+): Uint8Array {
+  for (const block of blocks) checkKvBlock(spec, "exportBlocks", block);
+  const size = blocks.length * bytesPerBlock;
+  if (into && into.byteLength !== size) {
+    throw new Error(
+      `KV cache exportBlocks: got ${into.byteLength} bytes to fill for ${blocks.length} blocks of ${bytesPerBlock} bytes`,
+    );
+  }
+  // allocUnsafeSlow: a buffer of its own, not a slice of Node's shared pool, and not zeroed.
+  return into ?? new Uint8Array(Buffer.allocUnsafeSlow(size).buffer);
+}
+
 /** Every block a sequence's context needs is in its table and inside the cache. */
 export function checkBlockTables(sequences: readonly AttentionSequence[], spec: KvCacheSpec): void {
   const { blockSize, blockCount } = spec;

@@ -14,7 +14,8 @@
  *   mapped         a mappedAtCreation buffer filled, unmapped and copied (copyBufferToBuffer);
  *   mapped ring    the same through four MAP_WRITE buffers reused (mapAsync after each copy);
  *   host memcpy    one copy between host buffers, the baseline for all of them;
- * and the other way, exportBlocks as an eviction reads an agent back (256 MiB at a time).
+ * and the other way: the runtime's bulk download, and exportBlocks as an eviction reads an agent back
+ * (64 MiB at a time), each into new host memory and into reused buffers.
  *
  * Run from the repository root:
  *   npx tsc -p tsconfig.json --noEmit false --outDir dist
@@ -253,13 +254,18 @@ async function uploadPaths(backend: WebGpuBackend, cache: KvCache, mb: number): 
   backend.runtime.release(packed);
   // Then as an eviction reads an agent back before writing its file: 256 MiB at a time.
   const blockIds = Array.from({ length: (mb * 2 ** 20) / identity.bytesPerBlock }, (_, i) => i);
-  const perExport = (256 * 2 ** 20) / identity.bytesPerBlock;
-  for (let round = 0; round < 2; round++) {
-    const started = performance.now();
-    for (let first = 0; first < blockIds.length; first += perExport) {
-      await cache.exportBlocks(blockIds.slice(first, first + perExport));
+  const perExport = packedBytes / identity.bytesPerBlock;
+  const exportBuffers = Array.from({ length: 4 }, () => new Uint8Array(packedBytes));
+  for (const reuse of [false, true]) {
+    for (let round = 0; round < 2; round++) {
+      const started = performance.now();
+      for (let first = 0, batch = 0; first < blockIds.length; first += perExport, batch++) {
+        const ids = blockIds.slice(first, first + perExport);
+        await cache.exportBlocks(ids, reuse ? exportBuffers[batch % exportBuffers.length] : undefined);
+      }
+      const name = `GPU → host: exportBlocks, 64 MiB at a time, into ${reuse ? "reused buffers" : "new memory"}`;
+      rates[name] = (mb * 2 ** 20) / (performance.now() - started) / 1e6;
     }
-    rates["GPU → host: exportBlocks, 256 MiB at a time"] = (mb * 2 ** 20) / (performance.now() - started) / 1e6;
   }
   target.destroy();
   return rates;

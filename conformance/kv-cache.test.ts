@@ -209,6 +209,20 @@ for (const backendName of backendsUnderTest()) {
         order.forEach((i, at) => expected.set(exported[i]!, at * source.bytesPerBlock));
         checkEqual("exportBlocks of three blocks", [batched.length], batched, expected);
         await expect(source.exportBlocks([0, 4])).rejects.toThrow("block 4 is outside 0…3");
+        // Into the caller's memory, a view at an offset into a larger buffer full of other bytes.
+        const reused = new Uint8Array(8 + order.length * source.bytesPerBlock + 8).fill(0xee);
+        const view = reused.subarray(8, 8 + order.length * source.bytesPerBlock);
+        expect(
+          await source.exportBlocks(
+            order.map((i) => blocks[i]!),
+            view,
+          ),
+        ).toBe(view);
+        checkEqual("exportBlocks into the caller's memory", [view.length], view, expected);
+        expect([...reused.subarray(0, 8), ...reused.subarray(reused.length - 8)]).toEqual(new Array(16).fill(0xee));
+        await expect(source.exportBlocks([0, 1], view)).rejects.toThrow(
+          `exportBlocks: got ${view.byteLength} bytes to fill for 2 blocks of ${source.bytesPerBlock} bytes`,
+        );
         const targetBlocks = [5, 2, 3];
         targetBlocks.forEach((block, i) => target.importBlock(block, exported[i]!));
         for (const [i, block] of targetBlocks.entries()) {

@@ -7,7 +7,7 @@
 import type { AttentionSequence, KvCache, KvCacheSpec, PreparedAttentionBatch, Tensor } from "../contract.js";
 import type { Handle, MlxAddon } from "./addon.js";
 import { describeShape, type MlxTensor } from "./tensor.js";
-import { checkBlockTables, checkKvBlock, checkKvImport, checkKvLayer } from "../kv-checks.js";
+import { checkBlockTables, checkKvBlock, checkKvExport, checkKvImport, checkKvLayer } from "../kv-checks.js";
 
 const STORAGE_CODES = { f32: 0, f16: 1, quantized: 2 } as const;
 
@@ -109,10 +109,9 @@ export class MlxKvCache implements KvCache {
     return new Uint8Array(await this.addon.kvExport(this.handle, block));
   }
 
-  async exportBlocks(blocks: readonly number[]): Promise<Uint8Array> {
+  async exportBlocks(blocks: readonly number[], into?: Uint8Array): Promise<Uint8Array> {
     this.requireLive();
-    for (const block of blocks) this.requireBlock("exportBlocks", block);
-    const out = new Uint8Array(blocks.length * this.bytesPerBlock);
+    const out = checkKvExport(this.spec, this.bytesPerBlock, blocks, into);
     const parts = await Promise.all(blocks.map((block) => this.addon.kvExport(this.handle, block)));
     parts.forEach((part, i) => out.set(new Uint8Array(part), i * this.bytesPerBlock));
     return out;

@@ -20,12 +20,15 @@ import type { FinishReason } from "../engine/events.js";
 import type { KvMemory, MemoryScope, PrefixReuse } from "../engine/kv-memory.js";
 import type { Logger } from "../logging.js";
 import type { Metrics } from "../metrics.js";
-import { AgentStore, validateAgentId, type WarmEntry } from "./persistence.js";
+import { AgentStore, validateAgentId, type AgentRecord, type WarmEntry } from "./persistence.js";
 import { blockHashes, SharedBlockIndex } from "./prefix-index.js";
 import { ReadPool } from "./read-pool.js";
+import { SnapshotBuffers } from "./snapshot-buffers.js";
 
 /** Bytes of blocks an eviction reads back per exportBlocks call (AgentMemoryOptions.snapshotBatchBytes). */
-const SNAPSHOT_BATCH_BYTES = 256 * 2 ** 20;
+const SNAPSHOT_BATCH_BYTES = 64 * 2 ** 20;
+/** Snapshot memory kept for the next eviction (see SnapshotBuffers). */
+const SNAPSHOT_KEEP_BYTES = 1024 * 2 ** 20;
 
 /** Where the warm tier lives and what its files must match (the KV geometry comes from the cache). */
 export interface WarmTierOptions {
@@ -43,8 +46,16 @@ export interface AgentMemoryOptions {
   warm: WarmTierOptions | null;
   logger: Logger;
   metrics?: Metrics;
-  /** Bytes read back per exportBlocks call when an agent is written (default 256 MiB; tests lower it). */
+  /** Bytes read back per exportBlocks call when an agent is written (default 64 MiB; tests lower it). */
   snapshotBatchBytes?: number;
+  /** Host memory kept for the next eviction's read-back (default 1 GiB; see SnapshotBuffers). */
+  snapshotKeepBytes?: number;
+}
+
+/** An agent read back for writing: its record, and the snapshot buffers its blocks are views of. */
+interface Snapshot {
+  record: AgentRecord;
+  buffers: Uint8Array[];
 }
 
 interface HotAgent {
@@ -92,6 +103,7 @@ const key = (tenant: string, agentId: string) => `${tenant}\0${agentId}`;
 export class AgentMemory implements KvMemory {
   private paging!: PagedKv;
   private cache!: KvCache;
+  private snapshotBuffers!: SnapshotBuffers;
   private shared!: SharedBlockIndex;
   private store: AgentStore | null = null;
   private readonly hot = new Map<string, HotAgent>();
@@ -116,6 +128,14 @@ export class AgentMemory implements KvMemory {
   attach(paging: PagedKv, cache: KvCache): void {
     this.paging = paging;
     this.cache = cache;
+    const perBatch = Math.max(
+      1,
+      Math.floor((this.options.snapshotBatchBytes ?? SNAPSHOT_BATCH_BYTES) / cache.bytesPerBlock),
+    );
+    this.snapshotBuffers = new SnapshotBuffers(
+      perBatch * cache.bytesPerBlock,
+      this.options.snapshotKeepBytes ?? SNAPSHOT_KEEP_BYTES,
+    );
     this.shared = new SharedBlockIndex(paging);
     const warm = this.options.warm;
     if (warm) {
@@ -441,34 +461,45 @@ export class AgentMemory implements KvMemory {
     if (this.hot.get(key(agent.tenant, agent.agentId)) !== agent) return;
     this.hot.delete(key(agent.tenant, agent.agentId));
     const keep = this.store !== null;
-    const record = keep && agent.dirty ? await this.snapshot(agent) : null;
+    const snapshot = keep && agent.dirty ? await this.snapshot(agent) : null;
     this.paging.free(agent.kvSequence);
     this.options.logger.debug(
       `agent memory: evicted agent ${JSON.stringify(agent.agentId)} (${agent.tokens.length} tokens) ${why}${keep ? ", to disk" : ""}`,
     );
-    if (record) this.track(this.write(record));
+    if (snapshot) this.track(this.write(snapshot));
     this.updateGauges();
   }
 
   private async save(agent: HotAgent): Promise<void> {
-    const record = await this.snapshot(agent);
+    const snapshot = await this.snapshot(agent);
     agent.dirty = false;
-    await this.write(record);
+    await this.write(snapshot);
   }
 
-  private async snapshot(agent: HotAgent) {
+  /**
+   * The agent read back from the KV cache, into snapshot buffers (given back by `write`). In batches,
+   * one buffer each: an agent can outgrow the largest typed array (4 GiB; a 32K-token agent of an 8B
+   * model in f16 is 4.3 GB).
+   */
+  private async snapshot(agent: HotAgent): Promise<Snapshot> {
     const table = this.paging.blockTable(agent.kvSequence);
-    // In batches: one array per batch, since an agent can outgrow the largest typed array (4 GiB; a
-    // 32K-token agent of an 8B model in f16 is 4.3 GB).
     const size = this.cache.bytesPerBlock;
-    const perBatch = Math.max(1, Math.floor((this.options.snapshotBatchBytes ?? SNAPSHOT_BATCH_BYTES) / size));
+    const perBatch = this.snapshotBuffers.bufferBytes / size;
     const blocks: Uint8Array[] = [];
-    for (let first = 0; first < table.length; first += perBatch) {
-      const batch = table.slice(first, first + perBatch);
-      const bytes = await this.cache.exportBlocks(batch);
-      batch.forEach((_, i) => blocks.push(bytes.subarray(i * size, (i + 1) * size)));
+    const buffers: Uint8Array[] = [];
+    try {
+      for (let first = 0; first < table.length; first += perBatch) {
+        const batch = table.slice(first, first + perBatch);
+        const buffer = this.snapshotBuffers.take();
+        buffers.push(buffer);
+        const bytes = await this.cache.exportBlocks(batch, buffer.subarray(0, batch.length * size));
+        batch.forEach((_, i) => blocks.push(bytes.subarray(i * size, (i + 1) * size)));
+      }
+    } catch (error) {
+      this.snapshotBuffers.give(buffers);
+      throw error;
     }
-    return {
+    const record: AgentRecord = {
       tenant: agent.tenant,
       agentId: agent.agentId,
       tokens: Uint32Array.from(agent.tokens),
@@ -476,9 +507,11 @@ export class AgentMemory implements KvMemory {
       blocks,
       updatedAt: agent.lastUsed,
     };
+    return { record, buffers };
   }
 
-  private async write(record: Awaited<ReturnType<AgentMemory["snapshot"]>>): Promise<void> {
+  /** Write a snapshot to the warm tier, then give its buffers back. */
+  private async write({ record, buffers }: Snapshot): Promise<void> {
     try {
       const { path, bytes } = await this.store!.save(record);
       this.warm.set(key(record.tenant, record.agentId), {
@@ -494,6 +527,8 @@ export class AgentMemory implements KvMemory {
       this.options.logger.error(
         `agent memory: could not write agent ${JSON.stringify(record.agentId)}: ${(error as Error).message}`,
       );
+    } finally {
+      this.snapshotBuffers.give(buffers);
     }
   }
 

@@ -118,6 +118,11 @@ describe("agent KV memory", () => {
    */
   const heldKv = async (memory: AgentMemory, cacheDir: string, tenant: string, agentId: string) => {
     expect(await memory.evictAgent(tenant, agentId)).toBe(true);
+    return fileKv(cacheDir, tenant, agentId);
+  };
+
+  /** The token ids and full blocks (f32) of an agent's file. */
+  const fileKv = async (cacheDir: string, tenant: string, agentId: string) => {
     const file = await SafetensorsFile.open(join(cacheDir, AgentStore.fileName(tenant, agentId)));
     try {
       const tokens = [...new Uint32Array((await file.read("tokens")).buffer)];
@@ -296,6 +301,31 @@ describe("agent KV memory", () => {
     batched.forEach((block, i) => expect(block.equals(whole[i]!), `block ${i}`).toBe(true));
     // Different blocks, so a block out of place would show.
     expect(new Set(whole.map((block) => block.toString("base64"))).size).toBe(whole.length);
+  }, 60_000);
+
+  it("agents evicted at once, and again through reused read-back memory, are each written with their own K/V", async () => {
+    const cacheDir = scratchDir();
+    // Two blocks per read-back buffer: each agent takes several, and the second eviction's read-back
+    // runs while the first one's file is still being written.
+    const { engine, memory } = engineWith({ cacheDir, snapshotBatchBytes: 2 * blockBytes() });
+    const agents = ["first", "second", "third"].map((name, index) => ({
+      id: `at-once-${index}`,
+      prompt: [...text(`The ${name} agent speaks at length. `), ...system],
+    }));
+    for (let round = 0; round < 2; round++) {
+      // Round 0 starts the agents; round 1 reloads them and adds a turn, so they are written again
+      // through the buffers round 0 gave back.
+      const answers: Turn[] = [];
+      for (const agent of agents) answers.push(await ask(engine, { agentId: agent.id, tenant: "t1" }, agent.prompt));
+      const evicted = await Promise.all(agents.map((agent) => memory.evictAgent("t1", agent.id)));
+      expect(evicted).toEqual([true, true, true]);
+      await memory.flush();
+      for (const agent of agents) await expectKvOfUncachedRun(await fileKv(cacheDir, "t1", agent.id), agent.prompt);
+      agents.forEach(
+        (agent, index) => (agent.prompt = [...agent.prompt, ...answers[index]!.tokens, ...text(" Go on.")]),
+      );
+    }
+    expect(memory.stats().hits.warm).toBe(3);
   }, 60_000);
 
   it("an agent whose file rotted on disk is prefilled again, with unchanged output, and its file set aside", async () => {

@@ -8,7 +8,7 @@
 import type { KvCache, KvCacheSpec, Tensor } from "../../contract.js";
 import { GpuTensor, Params, type GpuRuntime } from "../runtime.js";
 import { describeShape, grid1d } from "./grid.js";
-import { checkKvBlock, checkKvImport, checkKvLayer } from "../../kv-checks.js";
+import { checkKvBlock, checkKvExport, checkKvImport, checkKvLayer } from "../../kv-checks.js";
 
 /** Word layout of one layer's key (or value) buffer; kv_cache_write.wgsl's header draws it. */
 export interface KvLayout {
@@ -179,17 +179,14 @@ export class WebGpuKvCache implements KvCache {
    * through the runtime's reused mapped buffers (`downloadBulk`). A copy per block and layer part into
    * a new mappable buffer per batch read an H200 back at 0.56 GB/s (bench/reload.ts).
    */
-  async exportBlocks(blocks: readonly number[]): Promise<Uint8Array> {
+  async exportBlocks(blocks: readonly number[], into?: Uint8Array): Promise<Uint8Array> {
     this.requireLive();
-    for (const block of blocks) this.requireBlock("exportBlocks", block);
-    // Every byte is written below: no need to zero hundreds of MiB first (Node's allocUnsafeSlow gives
-    // a buffer of its own, not a slice of a shared pool).
-    const out = new Uint8Array(Buffer.allocUnsafeSlow(blocks.length * this.bytesPerBlock).buffer);
+    const out = checkKvExport(this.spec, this.bytesPerBlock, blocks, into);
     await this.inBatches(blocks, async (batch, first) => {
-      const into = out.subarray(first * this.bytesPerBlock, (first + batch.length) * this.bytesPerBlock);
-      await this.withPacked(batch, into.byteLength, async (ids, packed) => {
+      const part = out.subarray(first * this.bytesPerBlock, (first + batch.length) * this.bytesPerBlock);
+      await this.withPacked(batch, part.byteLength, async (ids, packed) => {
         this.moveBlocks("export_blocks", ids, packed, batch.length);
-        await this.runtime.downloadBulk(packed, 0, into);
+        await this.runtime.downloadBulk(packed, 0, part);
       });
     });
     return out;
