@@ -77,9 +77,7 @@ class PoolWorker {
   task: Task | null = null;
 
   constructor(onReply: (self: PoolWorker, reply: Reply) => void, onExit: (self: PoolWorker, error: Error) => void) {
-    // The source is CommonJS: a parent run as `node --input-type=module -e …` must not pass that on.
-    const execArgv = process.execArgv.filter((arg) => !arg.startsWith("--input-type"));
-    this.worker = new Worker(WORKER_SOURCE, { eval: true, execArgv });
+    this.worker = new Worker(WORKER_SOURCE, { eval: true });
     this.worker.on("message", (reply: Reply) => onReply(this, reply));
     this.worker.on("error", (error) => onExit(this, error));
     this.worker.on("exit", (code) => onExit(this, new Error(`file reader thread exited (code ${code})`)));

@@ -56,14 +56,21 @@ describe("ReadPool", () => {
 
   it("does not keep the process alive once idle, started at once or used", async () => {
     const module = join(REPO_ROOT, "dist/src/memory/read-pool.js");
-    const script = `import(${JSON.stringify(module)}).then(async ({ ReadPool }) => {
-      const started = new ReadPool(2); started.start();
-      const used = new ReadPool(2); const fs = await import("node:fs");
-      const fd = fs.openSync(${JSON.stringify(join(directory, "alive.bin"))}, "r");
-      await used.read(fd, 1024, 0, 1024); fs.closeSync(fd); console.log("idle");
-    })`;
+    const script = join(directory, "alive.mjs");
     writeFileSync(join(directory, "alive.bin"), randomBytes(1024));
-    const { stdout } = await run(process.execPath, ["--input-type=module", "-e", script], { timeout: 20_000 });
+    writeFileSync(
+      script,
+      `import { openSync, closeSync } from "node:fs";
+      import { ReadPool } from ${JSON.stringify(module)};
+      const started = new ReadPool(2);
+      started.start();
+      const used = new ReadPool(2);
+      const fd = openSync(${JSON.stringify(join(directory, "alive.bin"))}, "r");
+      await used.read(fd, 1024, 0, 1024);
+      closeSync(fd);
+      console.log("idle");`,
+    );
+    const { stdout } = await run(process.execPath, [script], { timeout: 20_000 });
     expect(stdout.trim()).toBe("idle"); // and it exited by itself: execFile would have timed out
   });
 
