@@ -14,7 +14,7 @@ import { random, type Random } from "./support/random.js";
 // part of the comparison and every dtype is held to the f32 tolerance: what is left is f32 accumulation
 // over K ≤ 2048 products, well under 1e-5 in relative norm.
 
-const X_ROWS = [1, 3, 8, 33, 130]; // GEMV (decode) up to 8, tiled GEMM above; partial tiles on purpose
+const X_ROWS = [1, 3, 8, 33, 65, 130]; // GEMV (decode) up to 8, tiled GEMM above; partial tiles on purpose; 65 and 130: whole tiles by GEMM, the last rows by GEMV
 const SCALE_DTYPES: oracle.ScaleDtype[] = ["f16", "bf16", "f32"];
 
 interface PlainWeight {

@@ -309,6 +309,21 @@ export function planMatmul(runtime: GpuRuntime, x: GpuTensor, w: Matrix, out: Gp
   if (m === 0 || layout.rows === 0) return [];
 
   const valuesPerChunk = layout.quantized ? 128 / layout.bits : layout.dtype === "f32" ? 4 : 8;
+  // A few rows past a whole number of GEMM tiles, as in a follow-up turn (the previous answer's last
+  // token and 64 new ones), would add a row of tiles that is almost empty yet costs as much as a full
+  // one: 65 rows took about twice the GEMM time of 64. Those rows go through the GEMV instead, which
+  // reads each weight once for up to GEMV_MAX_ROWS rows. (Views at whole tiles of rows keep every
+  // binding offset a multiple of 256 bytes: 64 rows of f32 are 256 · columns bytes.)
+  const tail = m % GEMM_TILE;
+  if (m > GEMM_TILE && tail <= GEMV_MAX_ROWS && tail > 0 && k % valuesPerChunk === 0) {
+    const head = m - tail;
+    const rowsOf = (tensor: GpuTensor, first: number, count: number, cols: number) =>
+      new GpuTensor([count, cols], "f32", tensor.buffer, tensor.byteOffset + first * cols * 4, "view");
+    return [
+      ...planMatmul(runtime, rowsOf(x, 0, head, k), w, rowsOf(out, 0, head, layout.rows)),
+      ...planMatmul(runtime, rowsOf(x, head, tail, k), w, rowsOf(out, head, tail, layout.rows)),
+    ];
+  }
   const gemv = m <= GEMV_MAX_ROWS && k % valuesPerChunk === 0;
   const chunks = rowChunks(op, layout, limit, gemv ? Infinity : MAX_WORKGROUPS_PER_DIMENSION * GEMM_TILE);
   const dtypeConstants: Record<string, number> = layout.quantized
