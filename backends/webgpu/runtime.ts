@@ -14,7 +14,7 @@
 import { DTYPE_BYTES, type DType, type Tensor } from "../contract.js";
 import type { GpuDevice } from "./device.js";
 import { KernelLibrary, PARAMS_BINDING_BYTES } from "./kernels.js";
-import { DownloadRing, UploadRing } from "./staging-rings.js";
+import { BulkTransfers } from "./staging-rings.js";
 
 export class GpuTensor implements Tensor {
   freed = false;
@@ -80,15 +80,6 @@ const UNIFORM_ARENA_BYTES = 1 << 20;
  * record on the H200's host, time the GPU otherwise spent idle (bench/forward-profile.ts).
  */
 const DISPATCHES_PER_SUBMIT = 64;
-/**
- * uploadBulk's mapped buffers: 4 × 8 MiB keeps the copies of three pieces in flight while the fourth
- * is filled (bench/reload.ts measured this ring at 14.6 GB/s on the H200's host).
- */
-const UPLOAD_SLOT_BYTES = 8 * 2 ** 20;
-const UPLOAD_SLOTS = 4;
-/** downloadBulk's mapped buffers, created on the first bulk download (an eviction). */
-const DOWNLOAD_SLOT_BYTES = 8 * 2 ** 20;
-const DOWNLOAD_SLOTS = 4;
 /** Bind groups kept; decode reuses the same few hundred every step. Cleared when it overflows. */
 const BIND_GROUP_CACHE_LIMIT = 16_384;
 
@@ -112,8 +103,8 @@ export class GpuRuntime {
   private readonly releasedSinceSubmit = new Set<GPUBuffer>();
   private readonly bufferIds = new WeakMap<GPUBuffer, number>();
   private nextBufferId = 1;
-  private uploadRing: UploadRing | null = null;
-  private downloadRing: DownloadRing | null = null;
+  /** Staging memory for bulk transfers (uploadBulk, downloadBulk), kept between them. */
+  readonly bulk: BulkTransfers;
   /** Read once a device exists: Dawn installs the GPU* globals when it is created. */
   private readonly storageUsage = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST;
   /** Bytes held, by role, for the memory report. */
@@ -133,6 +124,13 @@ export class GpuRuntime {
     this.device.addEventListener("uncapturederror", (event) => {
       const message = event.error.message;
       this.firstError ??= `${message} (while recording ${this.lastKernel})`;
+    });
+    // A staging buffer's copy goes into the command stream after the work recorded so far, and is
+    // submitted at once (the staging buffer can only be mapped again after that).
+    this.bulk = new BulkTransfers(this.device, (source, sourceOffset, destination, destinationOffset, bytes) => {
+      this.endPass();
+      this.commandEncoder().copyBufferToBuffer(source, sourceOffset, destination, destinationOffset, bytes);
+      this.submit();
     });
   }
 
@@ -209,71 +207,23 @@ export class GpuRuntime {
   }
 
   /**
-   * Write many host bytes into a tensor through reused mapped buffers (UploadRing): ~5× the rate of
-   * `upload` on an H200 host, for bulk data such as a reloaded agent's KV blocks. Each piece's copy is
-   * recorded in the command stream, so it lands after the work recorded before it and before the work
-   * recorded after this resolves, and is submitted at once. Resolves when `data` may be reused.
+   * Write many host bytes into a tensor through reused mapped buffers (`bulk`, see staging-rings.ts):
+   * ~4× the rate of `upload` on an H200 host, for bulk data such as a reloaded agent's KV blocks. Each
+   * piece's copy is recorded in the command stream, so it lands after the work recorded before it and
+   * before the work recorded after this resolves. Resolves when `data` may be reused.
    */
   async uploadBulk(tensor: GpuTensor, byteOffset: number, data: Uint8Array): Promise<void> {
-    const ring = this.prepareBulkUploads();
-    for (let at = 0; at < data.byteLength; at += ring.slotBytes) {
-      const piece = data.subarray(at, Math.min(at + ring.slotBytes, data.byteLength));
-      await ring.use(piece, (staging) => {
-        this.endPass();
-        const destination = tensor.byteOffset + byteOffset + at;
-        this.commandEncoder().copyBufferToBuffer(staging, 0, tensor.buffer, destination, piece.byteLength);
-        this.submit();
-      });
-    }
-  }
-
-  /**
-   * Create uploadBulk's mapped buffers now (32 MiB of host memory the driver maps and clears, ~20 ms
-   * on the H200's host), so the first bulk upload, a reload on a user's request, does not wait for it.
-   */
-  prepareBulkUploads(): UploadRing {
-    this.uploadRing ??= new UploadRing(this.device, UPLOAD_SLOT_BYTES, UPLOAD_SLOTS);
-    return this.uploadRing;
+    await this.bulk.upload(tensor.buffer, tensor.byteOffset + byteOffset, data);
   }
 
   /**
    * Read bytes [byteOffset, byteOffset + into.byteLength) of a tensor, after all work recorded so
-   * far, into `into`: through reused mapped buffers (DownloadRing), several pieces in flight at once.
-   * The tensor must stay unreleased until this resolves (later pieces are copied as slots free up).
+   * far, into `into`, through reused mapped buffers, several pieces in flight at once. The tensor must
+   * stay unreleased until this resolves (later pieces are copied as buffers free up).
    */
   async downloadBulk(tensor: GpuTensor, byteOffset: number, into: Uint8Array): Promise<void> {
-    this.downloadRing ??= new DownloadRing(this.device, DOWNLOAD_SLOT_BYTES, DOWNLOAD_SLOTS);
-    const ring = this.downloadRing;
-    const pieces: Promise<void>[] = [];
-    for (let at = 0; at < into.byteLength; at += ring.slotBytes) {
-      const length = Math.min(ring.slotBytes, into.byteLength - at);
-      const source = tensor.byteOffset + byteOffset + at;
-      const piece = ring.use(
-        length,
-        (staging) => {
-          this.endPass();
-          this.commandEncoder().copyBufferToBuffer(tensor.buffer, source, staging, 0, length);
-          this.submit();
-        },
-        (bytes) => into.set(bytes, at),
-      );
-      piece.catch(() => undefined); // awaited below; this keeps a failed piece from being "unhandled" meanwhile
-      pieces.push(piece);
-    }
-    await Promise.all(pieces);
+    await this.bulk.download(tensor.buffer, tensor.byteOffset + byteOffset, into);
     this.throwIfFailed();
-  }
-
-  /** For tests: bulk uploads go through `slotCount` mapped buffers of `slotBytes`, so small ones take many. */
-  useUploadRing(slotBytes: number, slotCount: number): void {
-    this.uploadRing?.dispose();
-    this.uploadRing = new UploadRing(this.device, slotBytes, slotCount);
-  }
-
-  /** For tests: bulk downloads go through `slotCount` mapped buffers of `slotBytes`. */
-  useDownloadRing(slotBytes: number, slotCount: number): void {
-    this.downloadRing?.dispose();
-    this.downloadRing = new DownloadRing(this.device, slotBytes, slotCount);
   }
 
   dispatch(work: Dispatch): void {
@@ -464,8 +414,7 @@ export class GpuRuntime {
     for (const buffers of this.pool.values()) for (const buffer of buffers) buffer.destroy();
     this.pool.clear();
     this.arena.destroy();
-    this.uploadRing?.dispose();
-    this.downloadRing?.dispose();
+    this.bulk.dispose();
   }
 }
 

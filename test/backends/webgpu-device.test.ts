@@ -58,7 +58,7 @@ describe("WebGPU runtime ordering", () => {
     const backend = await WebGpuBackend.create();
     const runtime = backend.runtime;
     // Three buffers of 64 bytes: every upload below takes several pieces and waits for reused buffers.
-    runtime.useUploadRing(64, 3);
+    runtime.bulk.useUploadRing(64, 3);
     const count = 256;
     const original = Float32Array.from({ length: count }, (_, i) => i);
     const x = backend.upload(original, [count], "f32");
@@ -91,7 +91,7 @@ describe("WebGPU runtime ordering", () => {
   it("bulk downloads read what the work recorded before them wrote, piece by piece through reused buffers", async () => {
     const backend = await WebGpuBackend.create();
     const runtime = backend.runtime;
-    runtime.useDownloadRing(64, 3); // every read below takes several pieces, more than there are buffers
+    runtime.bulk.useDownloadRing(64, 3); // every read below takes several pieces, more than there are buffers
     const count = 300;
     const x = backend.upload(
       Float32Array.from({ length: count }, (_, i) => i),

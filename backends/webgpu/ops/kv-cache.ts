@@ -103,7 +103,7 @@ export class WebGpuKvCache implements KvCache {
     this.totalBytes = layerBytes * 2 * spec.layers;
     runtime.bytes.kvCache += this.totalBytes;
     // Reloads import through them: ready before the first one.
-    runtime.prepareBulkUploads();
+    runtime.bulk.prepareUploads();
   }
 
   private createLayerBuffer(bytes: number): GpuTensor {
