@@ -490,7 +490,7 @@ export class AgentMemory implements KvMemory {
     try {
       for (let first = 0; first < table.length; first += perBatch) {
         const batch = table.slice(first, first + perBatch);
-        const buffer = this.snapshotBuffers.take();
+        const buffer = this.snapshotBuffers.take(batch.length * size);
         buffers.push(buffer);
         const bytes = await this.cache.exportBlocks(batch, buffer.subarray(0, batch.length * size));
         batch.forEach((_, i) => blocks.push(bytes.subarray(i * size, (i + 1) * size)));

@@ -17,14 +17,23 @@ export class SnapshotBuffers {
     readonly keepBytes: number,
   ) {}
 
-  take(): Uint8Array {
+  /**
+   * A buffer of at least `bytes` (at most bufferBytes): a kept one when there is one, else a new one of
+   * exactly `bytes`, so a small agent's eviction never holds a whole batch-sized buffer for a few MiB.
+   */
+  take(bytes: number): Uint8Array {
+    if (bytes > this.bufferBytes) throw new Error(`snapshot buffers hold ${this.bufferBytes} bytes, asked ${bytes}`);
     // allocUnsafeSlow: a buffer of its own (not a slice of Node's pool) and not zeroed: it is overwritten.
-    return this.spare.pop() ?? new Uint8Array(Buffer.allocUnsafeSlow(this.bufferBytes).buffer);
+    return this.spare.pop() ?? new Uint8Array(Buffer.allocUnsafeSlow(bytes).buffer);
   }
 
-  /** Buffers whose snapshot is written (or failed): kept while there is room, else dropped. */
+  /**
+   * Buffers whose snapshot is written (or failed): full-size ones are kept while there is room; the
+   * rest (a small agent's, or beyond keepBytes) are left to the collector.
+   */
   give(buffers: readonly Uint8Array[]): void {
     for (const buffer of buffers) {
+      if (buffer.byteLength !== this.bufferBytes) continue;
       if ((this.spare.length + 1) * this.bufferBytes > this.keepBytes) return;
       this.spare.push(buffer);
     }
