@@ -25,7 +25,8 @@
  * Run from the repository root:
  *   npx tsc -p tsconfig.json --noEmit false --outDir dist && node dist/bench/attention.js [--quick] [--name=NAME]
  * --quick: small contexts and few iterations (for a CPU Vulkan such as lavapipe); --name: the device's
- * name in the output file; --prefill / --decode / --partitions (the partition sweep): that part only.
+ * name in the output file; --prefill / --decode / --partitions (the partition sweep) / --occupancy
+ * (workgroups the GPU runs at once): that part only.
  * Writes bench/results/attention-<device>.json.
  */
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
@@ -37,10 +38,14 @@ import { planAttention, prepareAttention, type PlannedAttention } from "../backe
 import { WebGpuKvCache } from "../backends/webgpu/ops/kv-cache.js";
 import { GpuRuntime, type GpuTensor } from "../backends/webgpu/runtime.js";
 import { callMicros, measureRead } from "./lib/read-baseline.js";
-import { DispatchTimer, benchDevice } from "./lib/gpu-timing.js";
+import { DispatchTimer, benchDevice, type Call } from "./lib/gpu-timing.js";
 
 const quick = process.argv.includes("--quick");
 const deviceName = process.argv.find((option) => option.startsWith("--name="))?.slice("--name=".length);
+/** --prefill-vectors=N: the most query vectors per prefill workgroup in the partition and occupancy sweeps. */
+const prefillVectors = Number(
+  process.argv.find((option) => option.startsWith("--prefill-vectors="))?.slice("--prefill-vectors=".length) ?? 64,
+);
 
 const MiB = 1 << 20;
 const SHAPE = { qHeads: 32, kvHeads: 8, headDim: 128, blockSize: 16 };
@@ -85,6 +90,8 @@ interface Shape {
   headDim: number;
   blockSize: number;
 }
+
+type FilledCache = Awaited<ReturnType<typeof fillCache>>;
 
 /** A one-layer f16 cache holding `count` sequences of `context` tokens, blocks handed out round-robin. */
 async function fillCache(runtime: GpuRuntime, shape: Shape, count: number, context: number) {
@@ -214,12 +221,16 @@ const SWEEP_ROWS = quick ? [1, 4] : [1, 2, 3, 4, 8, 16];
 /**
  * The partition sweep behind the workgroup targets of backends/webgpu/ops/attention.ts: a hot
  * follow-up's 64 or 65 new rows (the agent-memory benchmark's), and a 512-row prefill chunk, over long
- * contexts in the 1B shape, the prefill kernel alone at each target.
+ * contexts in the 1B shape (headDim 64) and the 8B shape (headDim 128), the prefill kernel alone at
+ * each target.
  */
 const PARTITION_ROWS = [64, 65, 512];
 const PARTITION_CONTEXTS = quick ? [1024] : [8192, 16384, 32768];
-const PARTITION_TARGETS = [128, 256, 512, 1024, 2048];
+const PARTITION_TARGETS = [128, 256, 384, 512, 768, 1024, 2048];
 const SWEEP_CONTEXT = quick ? 256 : 8192;
+/** The occupancy sweep: keys per workgroup, and kv head counts (4 q heads each) that set the workgroups. */
+const OCCUPANCY_CONTEXT = quick ? 256 : 4096;
+const OCCUPANCY_KV_HEADS = quick ? [1, 2] : [8, 16, 24, 33, 48, 66, 99, 132];
 /** Timed work per measurement: iterations are fitted to a first call's time. */
 const PREFILL_TARGET_MICROS = quick ? 0 : 300_000;
 
@@ -249,6 +260,26 @@ function prefillFlops(shape: Shape, rows: number, context: number): number {
   return 4 * shape.headDim * shape.qHeads * pairs;
 }
 
+/** Random queries for `rows` rows at the end of `context` tokens of the filled cache's one sequence. */
+function prefillQueries(runtime: GpuRuntime, shape: Shape, filled: FilledCache, rows: number, context: number) {
+  const q = runtime.allocate([rows, shape.qHeads, shape.headDim], "f32", "weights");
+  runtime.upload(q, randomFloats(rows * shape.qHeads * shape.headDim));
+  const sequence = {
+    queryStart: 0,
+    queryLength: rows,
+    contextLength: context,
+    blockTable: filled.kv.blockTable(filled.sequences[0]!),
+  };
+  return { q, sequence };
+}
+
+/** A call's timing, with iterations fitted to a first call so each measurement takes ~PREFILL_TARGET_MICROS. */
+async function timeFitted(timer: DispatchTimer, dispatches: Call) {
+  const first = await timer.time([dispatches], 1);
+  const iterations = Math.max(2, Math.min(ITERATIONS, Math.round(PREFILL_TARGET_MICROS / callMicros(first))));
+  return timer.time([dispatches], iterations, quick ? 0 : 50);
+}
+
 async function measurePrefill(
   runtime: GpuRuntime,
   timer: DispatchTimer,
@@ -258,17 +289,10 @@ async function measurePrefill(
   context: number,
 ): Promise<PrefillResult> {
   const { qHeads, headDim } = shape;
-  const { cache, kv, sequences } = filled;
-  const q = runtime.allocate([rows, qHeads, headDim], "f32", "weights");
-  runtime.upload(q, randomFloats(rows * qHeads * headDim));
+  const { cache } = filled;
+  const { q, sequence } = prefillQueries(runtime, shape, filled, rows, context);
   const options = { scale: 1 / Math.sqrt(headDim), slidingWindow: null };
   const flops = prefillFlops(shape, rows, context);
-  const sequence = {
-    queryStart: 0,
-    queryLength: rows,
-    contextLength: context,
-    blockTable: kv.blockTable(sequences[0]!),
-  };
   const outputs: Float32Array[] = [];
   const timings: KernelTiming[] = [];
   let partitions = 0;
@@ -276,9 +300,7 @@ async function measurePrefill(
     const prepared = prepareAttention(runtime, [sequence], prefillMinRows);
     const plan = planAttention(runtime, q, cache, 0, prepared, options);
     partitions = plan.partitions;
-    const first = await timer.time([plan.dispatches], 1);
-    const iterations = Math.max(2, Math.min(ITERATIONS, Math.round(PREFILL_TARGET_MICROS / callMicros(first))));
-    const timing = await timer.time([plan.dispatches], iterations, quick ? 0 : 50);
+    const timing = await timeFitted(timer, plan.dispatches);
     for (const work of plan.dispatches) runtime.dispatch(work);
     outputs.push(new Float32Array(await runtime.readBytes(plan.out)));
     for (const tensor of [plan.out, plan.partials]) runtime.release(tensor);
@@ -343,6 +365,7 @@ function printPrefill(title: string, results: PrefillResult[]): void {
 }
 
 interface PartitionResult {
+  headDim: number;
   rows: number;
   context: number;
   target: number;
@@ -351,40 +374,45 @@ interface PartitionResult {
   teraflops: number;
 }
 
-/** The prefill kernel alone on PARTITION_ROWS rows at each partition target. */
+/** The prefill kernel alone on PARTITION_ROWS rows at each partition target, in both shapes. */
 async function partitionSweep(runtime: GpuRuntime, timer: DispatchTimer): Promise<PartitionResult[]> {
-  const shape = SMALL_SHAPE;
   const results: PartitionResult[] = [];
-  for (const context of PARTITION_CONTEXTS) {
-    const { cache, kv, sequences } = await fillCache(runtime, shape, 1, context);
-    for (const rows of PARTITION_ROWS) {
-      const q = runtime.allocate([rows, shape.qHeads, shape.headDim], "f32", "weights");
-      runtime.upload(q, randomFloats(rows * shape.qHeads * shape.headDim));
-      const sequence = {
-        queryStart: 0,
-        queryLength: rows,
-        contextLength: context,
-        blockTable: kv.blockTable(sequences[0]!),
-      };
-      const prepared = prepareAttention(runtime, [sequence], 1);
-      const options = { scale: 1 / Math.sqrt(shape.headDim), slidingWindow: null };
-      for (const target of PARTITION_TARGETS) {
-        const plan = planAttention(runtime, q, cache, 0, prepared, options, target);
-        const first = await timer.time([plan.dispatches], 1);
-        const iterations = Math.max(2, Math.min(ITERATIONS, Math.round(PREFILL_TARGET_MICROS / callMicros(first))));
-        const micros = callMicros(await timer.time([plan.dispatches], iterations, quick ? 0 : 50));
-        for (const tensor of [plan.out, plan.partials]) runtime.release(tensor);
-        const flops = prefillFlops(shape, rows, context);
-        results.push({ rows, context, target, partitions: plan.partitions, micros, teraflops: flops / micros / 1e6 });
+  for (const shape of [SMALL_SHAPE, SHAPE])
+    for (const context of PARTITION_CONTEXTS) {
+      const filled = await fillCache(runtime, shape, 1, context);
+      const { cache } = filled;
+      for (const rows of PARTITION_ROWS) {
+        const { q, sequence } = prefillQueries(runtime, shape, filled, rows, context);
+        const prepared = prepareAttention(runtime, [sequence], 1);
+        const options = { scale: 1 / Math.sqrt(shape.headDim), slidingWindow: null };
+        for (const target of PARTITION_TARGETS) {
+          const plan = planAttention(runtime, q, cache, 0, prepared, options, {
+            targetWorkgroups: target,
+            prefillVectors,
+          });
+          const micros = callMicros(await timeFitted(timer, plan.dispatches));
+          for (const tensor of [plan.out, plan.partials]) runtime.release(tensor);
+          const flops = prefillFlops(shape, rows, context);
+          const teraflops = flops / micros / 1e6;
+          results.push({
+            headDim: shape.headDim,
+            rows,
+            context,
+            target,
+            partitions: plan.partitions,
+            micros,
+            teraflops,
+          });
+        }
+        prepared.dispose();
+        runtime.release(q);
       }
-      prepared.dispose();
-      runtime.release(q);
+      cache.dispose();
+      await runtime.finish();
     }
-    cache.dispose();
-    await runtime.finish();
-  }
-  const header = ["rows", "context", "target workgroups", "partitions", "µs/call", "TFLOP/s"];
+  const header = ["headDim", "rows", "context", "target workgroups", "partitions", "µs/call", "TFLOP/s"];
   const rows = results.map((r) => [
+    String(r.headDim),
     String(r.rows),
     String(r.context),
     String(r.target),
@@ -395,8 +423,48 @@ async function partitionSweep(runtime: GpuRuntime, timer: DispatchTimer): Promis
   const widths = header.map((cell, column) => Math.max(cell.length, ...rows.map((row) => row[column]!.length)));
   const line = (cells: string[]) => cells.map((cell, column) => cell.padStart(widths[column]!)).join("  ");
   console.log(
-    `\npartition sweep: prefill kernel, headDim ${shape.headDim}\n${line(header)}\n${rows.map(line).join("\n")}`,
+    `\npartition sweep: prefill kernel, 32 q heads, 8 kv heads\n${line(header)}\n${rows.map(line).join("\n")}`,
   );
+  return results;
+}
+
+interface OccupancyResult {
+  headDim: number;
+  kvHeads: number;
+  workgroups: number;
+  micros: number;
+}
+
+/**
+ * How many prefill workgroups a GPU runs at once: the same work per workgroup (64 rows of 4 heads
+ * over OCCUPANCY_CONTEXT keys, one partition) with more and more kv heads, so more workgroups. While
+ * the time stays flat the GPU had room for them; where it steps up, they queued for a second wave.
+ */
+async function occupancySweep(runtime: GpuRuntime, timer: DispatchTimer): Promise<OccupancyResult[]> {
+  const results: OccupancyResult[] = [];
+  for (const headDim of [64, 128]) {
+    for (const kvHeads of OCCUPANCY_KV_HEADS) {
+      const shape: Shape = { qHeads: 4 * kvHeads, kvHeads, headDim, blockSize: 16 };
+      const filled = await fillCache(runtime, shape, 1, OCCUPANCY_CONTEXT);
+      const { cache } = filled;
+      const { q, sequence } = prefillQueries(runtime, shape, filled, 64, OCCUPANCY_CONTEXT);
+      const prepared = prepareAttention(runtime, [sequence], 1);
+      const options = { scale: 1, slidingWindow: null };
+      const plan = planAttention(runtime, q, cache, 0, prepared, options, { targetWorkgroups: 1, prefillVectors });
+      const workgroups = plan.dispatches
+        .map(({ workgroups: [x, y, z] }) => x * (y ?? 1) * (z ?? 1))
+        .reduce((sum, count) => sum + count, 0);
+      const micros = callMicros(await timeFitted(timer, plan.dispatches));
+      results.push({ headDim, kvHeads, workgroups, micros });
+      console.log(
+        `occupancy: headDim ${headDim}, ${kvHeads} kv heads, ${workgroups} workgroups: ${micros.toFixed(1)} µs`,
+      );
+      for (const tensor of [plan.out, plan.partials, q]) runtime.release(tensor);
+      prepared.dispose();
+      cache.dispose();
+      await runtime.finish();
+    }
+  }
   return results;
 }
 
@@ -441,7 +509,8 @@ async function main(): Promise<void> {
       `max binding ${runtime.maxBindingBytes / MiB} MiB, workgroup memory ${gpuDevice.limits.maxComputeWorkgroupStorageSize} B`,
   );
   const partitionsOnly = process.argv.includes("--partitions");
-  const decodePart = !process.argv.includes("--prefill") && !partitionsOnly;
+  const occupancyOnly = process.argv.includes("--occupancy");
+  const decodePart = !process.argv.includes("--prefill") && !partitionsOnly && !occupancyOnly;
   const results: Result[] = [];
   let read = { bytes: 0, micros: 0, gigabytesPerSecond: 0 };
   if (decodePart) {
@@ -461,8 +530,10 @@ async function main(): Promise<void> {
     }
     printTable(results);
   }
-  const prefill = process.argv.includes("--decode") || partitionsOnly ? null : await prefillPart(runtime, timer);
+  const prefill =
+    process.argv.includes("--decode") || partitionsOnly || occupancyOnly ? null : await prefillPart(runtime, timer);
   const partitionSweepOnly = partitionsOnly ? await partitionSweep(runtime, timer) : null;
+  const occupancy = occupancyOnly ? await occupancySweep(runtime, timer) : null;
 
   const device = gpuDevice.adapterDescription.split(" / ").pop() ?? "unknown";
   const slug = (deviceName ?? device.split(":")[0]!)
@@ -482,6 +553,8 @@ async function main(): Promise<void> {
     results,
     prefill: prefill && { smallShape: SMALL_SHAPE, ...prefill },
     partitionTargets: partitionSweepOnly,
+    occupancy,
+    prefillVectors,
   };
   writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
   console.log(`\nwrote ${file}`);

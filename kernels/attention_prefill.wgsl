@@ -6,26 +6,30 @@
 //
 // One workgroup owns BLOCK_M query vectors: `row_count` consecutive query rows of one sequence × the
 // q heads of one head chunk of one kv head (vector v = row (v / heads), head (v % heads)). Their
-// scaled queries stay in workgroup memory; the keys are walked in tiles of TILE_KEYS = 4·KEY_THREADS
-// positions, aligned to multiples of TILE_KEYS (and partitions to absolute positions), so a vector's
-// result does not depend on which other rows share the dispatch. Per tile:
-//   (1) scores: thread (tm, tn) owns vectors 4tm…4tm+3 × keys 4tn…4tn+3 of the tile, in registers.
+// queries are read from `q` as they are needed (from the L1 cache), not kept in workgroup memory:
+// an H200 runs two Dawn workgroups of 24 KiB per SM side by side but one of 26 KiB or more, and with
+// its queries (16 KiB) there this kernel took 35–43 KiB, one workgroup of four warps per SM
+// (bench/occupancy.ts, bench/attention.ts --occupancy). The keys are walked in tiles of
+// TILE_KEYS = 4·KEY_THREADS positions, aligned to multiples of TILE_KEYS (and partitions to absolute
+// positions), so a vector's result does not depend on which other rows share the dispatch. Per tile:
+//   (1) scores: thread (tm, tn) owns vectors 4tm…4tm+3 × keys 4tn…4tn+3 of the tile, in registers,
+//       scaled once the dot products are done.
 //       Keys come through the staging buffer CHUNK_DIMS dimensions at a time, dequantized there
 //       (f16 / 4- / 8-bit → f32), laid out [dim][key] so a thread reads its 4 keys as one vec4;
 //   (2) online softmax: per-vector tile max by subgroup shuffles across the KEY_THREADS lanes of a
-//       vector (SUBGROUP_MAX) or through `partials_max`, rescaling of the thread's Σ p share and its
+//       vector (SUBGROUP_MAX) or through workgroup memory, rescaling of the thread's Σ p share and its
 //       output rows; p goes to `probabilities` [key][vector];
 //   (3) Σ p·v: the same thread owns vectors 4tm…4tm+3 × dimensions 8tn…8tn+7 of the output, in
 //       registers; values come through the staging buffer CHUNK_KEYS keys at a time, [key][dim].
 // Software pipelining: each thread loads the storage words of the next staging step (the next chunk,
 // the tile's values, the next tile's keys) into registers right after the barrier that publishes the
 // current one, so their latency overlaps the arithmetic; each thread finds its keys' rows in the block
-// table itself. Two barriers per staging step (four per tile at headDim 64), one more for the
-// tile max without subgroups.
+// table itself. Two barriers per staging step (four per tile at headDim 64 with a 2048-float
+// staging buffer, eight at 128), two more for the tile max without subgroups.
 // Σ p is summed across the KEY_THREADS threads of a vector once, at the end, in a fixed order.
 //
 // Bindings: 0 params,
-//   1 q: array<f32> [tokens, q_heads, HEAD_DIM],
+//   1 q: array<vec4<f32>> [tokens, q_heads, HEAD_DIM / 4],
 //   2 k_cache: array<u32>, one layer's keys (layout in kv_cache_write.wgsl), 3 v_cache: values,
 //   4 batch: array<u32>: per sequence s at 4s: query_start, query_length, context_length, table_at
 //     (the sequence's block table is batch[table_at …]); work items at items_at + 3i: sequence,
@@ -86,21 +90,17 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> q: array<f32>;
+@group(0) @binding(1) var<storage, read> q: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> k_cache: array<u32>;
 @group(0) @binding(3) var<storage, read> v_cache: array<u32>;
 @group(0) @binding(4) var<storage, read> batch: array<u32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 @group(0) @binding(6) var<storage, read_write> partials: array<f32>;
 
-// Scaled queries, [dim][vector / 4].
-var<workgroup> query_tile: array<vec4<f32>, BLOCK_M * HEAD_DIM / 4u>;
 // exp(score − max), [key][vector / 4].
 var<workgroup> probabilities: array<vec4<f32>, BLOCK_M * TILE_KEYS / 4u>;
 // Keys [dim][key / 4] of one chunk of dimensions, or values [key][dim / 4] of one chunk of keys.
 var<workgroup> stage: array<vec4<f32>, STAGE_VEC4S>;
-// Per [vector][key thread]: the tile's partial maxima (without SUBGROUP_MAX); at the end, the partial sums.
-var<workgroup> partials_max: array<f32, BLOCK_M * KEY_THREADS>;
 
 // The next staging step's storage words, loaded while the current step computes (software
 // pipelining): per unit, the words of its 4 values (as many of x… as the format needs) and, quantized,
@@ -208,13 +208,26 @@ fn window_start(position: u32) -> u32 {
 fn max4(v: vec4<f32>) -> f32 { return max(max(v.x, v.y), max(v.z, v.w)); }
 fn sum4(v: vec4<f32>) -> f32 { return (v.x + v.y) + (v.z + v.w); }
 
-// A thread's value for each of its 4 vectors into `partials_max`, [vector][key thread].
+// Per-thread values exchanged across the KEY_THREADS threads of a vector, [vector][key thread]: the
+// tile's partial maxima (without SUBGROUP_MAX), and at the end the partial sums. They borrow the
+// memory of `probabilities` (BLOCK_M · KEY_THREADS floats of its BLOCK_M · 4·KEY_THREADS), free at
+// those points: a workgroup memory of its own cost as much as a quarter of the staging buffer.
+fn exchanged(at: u32) -> f32 { return probabilities[at / 4u][at % 4u]; }
+
+// A thread's value for each of its 4 vectors into the exchange.
 fn publish(tm: u32, tn: u32, values: vec4<f32>) {
   let at = tm * 4u * KEY_THREADS + tn;
-  partials_max[at] = values.x;
-  partials_max[at + KEY_THREADS] = values.y;
-  partials_max[at + 2u * KEY_THREADS] = values.z;
-  partials_max[at + 3u * KEY_THREADS] = values.w;
+  for (var i = 0u; i < 4u; i++) {
+    let slot = at + i * KEY_THREADS;
+    probabilities[slot / 4u][slot % 4u] = values[i];
+  }
+}
+
+// Each of a thread's 4 vectors' published values, from the KEY_THREADS threads of the vector.
+fn gathered(tm: u32, t: u32) -> vec4<f32> {
+  let at = tm * 4u * KEY_THREADS + t;
+  return vec4<f32>(exchanged(at), exchanged(at + KEY_THREADS), exchanged(at + 2u * KEY_THREADS),
+    exchanged(at + 3u * KEY_THREADS));
 }
 
 // Max of each of a thread's 4 vectors' scores over the KEY_THREADS threads that share the vectors.
@@ -226,14 +239,13 @@ fn tile_max(tm: u32, tn: u32, s0: vec4<f32>, s1: vec4<f32>, s2: vec4<f32>, s3: v
     return maxima;
   }
 //#endif
+  // The previous tile's Σ p·v ended with a barrier: `probabilities` is free until this tile's p.
   publish(tm, tn, maxima);
   workgroupBarrier();
   var result = vec4<f32>(NO_SCORE);
-  for (var t = 0u; t < KEY_THREADS; t++) {
-    let at = tm * 4u * KEY_THREADS + t;
-    result = max(result, vec4<f32>(partials_max[at], partials_max[at + KEY_THREADS],
-      partials_max[at + 2u * KEY_THREADS], partials_max[at + 3u * KEY_THREADS]));
-  }
+  for (var t = 0u; t < KEY_THREADS; t++) { result = max(result, gathered(tm, t)); }
+  // Every thread has read the maxima before any writes its p over them.
+  workgroupBarrier();
   return result;
 }
 
@@ -269,18 +281,9 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
   // The first tile's first keys are on their way while the queries are staged.
   if (first_tile < end) { fetch_keys(first_tile, 0u, local); }
 
-  // Adjacent threads on adjacent vectors: their stores land in different banks.
-  for (var index = local; index < BLOCK_M * HEAD_DIM; index += THREADS) {
-    let vector = index % BLOCK_M;
-    let d = index / BLOCK_M;
-    var value = 0.0;
-    if (vector < vectors) {
-      let row = query_start + first_row + vector / heads;
-      let head = first_head + vector % heads;
-      value = q[(row * params.q_heads + head) * HEAD_DIM + d] * params.scale;
-    }
-    query_tile[d * VECTOR_QUADS + vector / 4u][vector % 4u] = value;
-  }
+  // Where this thread's 4 vectors start in `q`, in vec4s (vectors past `vectors` read the item's
+  // first one: their scores are masked).
+  var query_at = vec4<u32>(0u);
   // This thread's 4 vectors: the keys each may see, [window_first, last] (empty past `vectors`).
   var window_first = vec4<u32>(0u);
   var last = vec4<u32>(0u);
@@ -291,6 +294,8 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
     window_first[i] = window_start(position);
     last[i] = position;
     real[i] = vector < vectors;
+    let own = select(0u, vector, vector < vectors);
+    query_at[i] = ((query_start + first_row + own / max(heads, 1u)) * params.q_heads + first_head + own % max(heads, 1u)) * (HEAD_DIM / 4u);
   }
   // Running max of each of the 4 vectors (the same in the KEY_THREADS threads that share them), this
   // thread's share of Σ p, and Σ p·v of the vectors' dimensions 8tn…8tn+7.
@@ -320,25 +325,27 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
       }
       // Four dimensions per step, their loads issued before the arithmetic, so latencies overlap.
       for (var d = 0u; d < dims_loop; d += 4u) {
-        let q_at = (chunk_first + d) * VECTOR_QUADS + tm;
+        let q_at = (chunk_first + d) / 4u;
         let k_at = d * (TILE_KEYS / 4u) + tn;
-        let qa = query_tile[q_at];
-        let qb = query_tile[q_at + VECTOR_QUADS];
-        let qc = query_tile[q_at + 2u * VECTOR_QUADS];
-        let qd = query_tile[q_at + 3u * VECTOR_QUADS];
+        // Dimensions d…d+3 of each of the 4 vectors, and of the 4 keys.
+        let q0 = q[query_at.x + q_at];
+        let q1 = q[query_at.y + q_at];
+        let q2 = q[query_at.z + q_at];
+        let q3 = q[query_at.w + q_at];
         let ka = stage[k_at];
         let kb = stage[k_at + TILE_KEYS / 4u];
         let kc = stage[k_at + 2u * (TILE_KEYS / 4u)];
         let kd = stage[k_at + 3u * (TILE_KEYS / 4u)];
-        s0 += qa.x * ka + qb.x * kb + qc.x * kc + qd.x * kd;
-        s1 += qa.y * ka + qb.y * kb + qc.y * kc + qd.y * kd;
-        s2 += qa.z * ka + qb.z * kb + qc.z * kc + qd.z * kd;
-        s3 += qa.w * ka + qb.w * kb + qc.w * kc + qd.w * kd;
+        s0 += q0.x * ka + q0.y * kb + q0.z * kc + q0.w * kd;
+        s1 += q1.x * ka + q1.y * kb + q1.z * kc + q1.w * kd;
+        s2 += q2.x * ka + q2.y * kb + q2.z * kc + q2.w * kd;
+        s3 += q3.x * ka + q3.y * kb + q3.z * kc + q3.w * kd;
       }
       workgroupBarrier();
     }
 
-    // (2) Mask, tile max per vector, rescale, probabilities.
+    // (2) Scale, mask, tile max per vector, rescale, probabilities.
+    s0 *= params.scale; s1 *= params.scale; s2 *= params.scale; s3 *= params.scale;
     let key_position = vec4<u32>(tile_start + tn * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
     let in_partition = key_position < vec4<u32>(end);
     s0 = select(vec4<f32>(NO_SCORE), s0, in_partition & (key_position >= vec4<u32>(window_first[0])) & (key_position <= vec4<u32>(last[0])) & vec4<bool>(real[0]));
@@ -401,15 +408,12 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
     }
   }
 
-  // Σ p of each vector across its KEY_THREADS threads, in a fixed order.
+  // Σ p of each vector across its KEY_THREADS threads, in a fixed order (the last Σ p·v step ended
+  // with a barrier, so `probabilities` is free).
   publish(tm, tn, own_sum);
   workgroupBarrier();
   var total = vec4<f32>(0.0);
-  for (var t = 0u; t < KEY_THREADS; t++) {
-    let at = tm * 4u * KEY_THREADS + t;
-    total += vec4<f32>(partials_max[at], partials_max[at + KEY_THREADS], partials_max[at + 2u * KEY_THREADS],
-      partials_max[at + 3u * KEY_THREADS]);
-  }
+  for (var t = 0u; t < KEY_THREADS; t++) { total += gathered(tm, t); }
   write_vector(tm * 4u, vectors, heads, query_start + first_row, first_head, partition_index, tn, o0a, o0b, running_max.x, total.x);
   write_vector(tm * 4u + 1u, vectors, heads, query_start + first_row, first_head, partition_index, tn, o1a, o1b, running_max.y, total.y);
   write_vector(tm * 4u + 2u, vectors, heads, query_start + first_row, first_head, partition_index, tn, o2a, o2b, running_max.z, total.z);

@@ -4,8 +4,11 @@
  *
  * A workgroup owns BLOCK_M query vectors (rows of one sequence × q heads of one kv head); each thread
  * owns 4 vectors × 4 keys of a score tile and 4 vectors × 8 dimensions of the output, so the kernel's
- * shape follows headDim: HEAD_DIM / 8 threads across, tiles of HEAD_DIM / 2 keys, and BLOCK_M as large
- * as 16 KiB of scaled queries allows (64 up to headDim 64, 32 at 128, 16 at 256).
+ * shape follows headDim: HEAD_DIM / 8 threads across, tiles of HEAD_DIM / 2 keys, and BLOCK_M up to 64
+ * vectors in at most 256 threads (64 up to headDim 128, 32 at 256).
+ *
+ * Its workgroup memory (the probabilities and the K/V staging buffer) is held to WORKGROUP_BYTES, so
+ * that two workgroups share a GPU core.
  */
 import type { KvCacheSpec } from "../../contract.js";
 import { kernelConstants, type KvLayout } from "./kv-cache.js";
@@ -17,15 +20,25 @@ import { kernelConstants, type KvLayout } from "./kv-cache.js";
  * kernel (121 vs 169 µs at headDim 64, 193 vs 216 at 128); two rows cost the same at 64 (167 vs 170 µs)
  * and half on the prefill kernel at 128 (415 vs 218); from three rows on the prefill kernel wins
  * (2.4–5.7× at 3 rows, 7–10× at 16), since the decode kernel's cost grows with every row it holds
- * while a prefill workgroup has room for 16 rows of 4 heads (headDim 64) or 8 (headDim 128).
+ * while a prefill workgroup had room for 16 rows of 4 heads (headDim 64) or 8 (headDim 128); it has
+ * 16 at both now, and is faster since (bench/RESULTS.md, "One workgroup per SM"), which only moves
+ * the break-even further toward fewer rows.
  */
 export const PREFILL_MIN_ROWS = 2;
 
 /** Rows per work item the batch prepares lists for (the plan picks one from the head group size). */
 export const PREFILL_ROWS_CHOICES = [1, 2, 4, 8, 16, 32, 64] as const;
 
-/** Scaled queries a workgroup keeps in its memory, in floats (16 KiB). */
-const QUERY_FLOATS = 4096;
+/**
+ * Workgroup memory per workgroup, at most: two such workgroups share a GPU core where it has least.
+ * An H200 through Dawn (Vulkan) ran two workgroups of 24 KiB per SM side by side and three of 16, but
+ * only one of 26–32 KiB (bench/occupancy.ts, bench/attention.ts --occupancy; bench/RESULTS.md). The
+ * kernel kept 16 KiB of queries in workgroup memory before, 35–43 KiB in all: one workgroup of four
+ * warps per SM, which left the SM waiting on latency.
+ */
+const WORKGROUP_BYTES = 24 * 1024;
+/** Largest workgroup, in threads (WebGPU's default maxComputeInvocationsPerWorkgroup). */
+const MAX_THREADS = 256;
 /** Largest staging buffer for key and value chunks, in floats. */
 const MAX_STAGE_FLOATS = 4096;
 /** Units (4 values of a row) a thread fetches per staging step: the kernel's MAX_UNITS. */
@@ -65,20 +78,23 @@ export function planPrefill(
   unroll: boolean,
   /** Smallest subgroup the device may run (0 without subgroups): shuffles need ≥ headDim / 8 lanes. */
   subgroupMinSize = 0,
+  /** The most query vectors a workgroup takes (a multiple of 4). */
+  maxVectors = 64,
 ): PrefillPlan | null {
   const { headDim } = spec;
-  if (headDim % 8 !== 0 || headDim > QUERY_FLOATS / 4) return null;
   const keyThreads = headDim / 8;
+  if (headDim % 8 !== 0 || keyThreads > MAX_THREADS / 4) return null;
   const tileKeys = 4 * keyThreads;
-  const vectorCap = Math.min(64, Math.floor(QUERY_FLOATS / headDim / 4) * 4);
+  const vectorCap = Math.min(maxVectors, (MAX_THREADS / keyThreads) * 4);
   const headsPerChunk = Math.min(groupSize, vectorCap);
   const rowsPerItem = Math.min(64, largestPowerOfTwoAtMost(Math.floor(vectorCap / headsPerChunk)));
   const blockM = Math.ceil((rowsPerItem * headsPerChunk) / 4) * 4;
   const threads = (blockM / 4) * keyThreads;
-  const fixedFloats = blockM * headDim + blockM * tileKeys + blockM * keyThreads;
+  const fixedFloats = blockM * tileKeys;
+  const sharedBudget = Math.min(sharedBytes, WORKGROUP_BYTES);
   const available = Math.min(
     MAX_STAGE_FLOATS,
-    Math.floor(sharedBytes / 4) - fixedFloats,
+    Math.floor(sharedBudget / 4) - fixedFloats,
     tileKeys * headDim,
     threads * MAX_UNITS_PER_THREAD * 4,
   );

@@ -275,8 +275,11 @@ export function planAttention(
   layer: number,
   batch: PreparedAttentionBatch,
   options: AttentionOptions,
-  /** Benchmarks only: the workgroup count below which keys are split (TARGET_WORKGROUPS otherwise). */
-  targetWorkgroups?: number,
+  /**
+   * Benchmarks only: the workgroup count below which keys are split (TARGET_WORKGROUPS otherwise), and
+   * the most query vectors a prefill workgroup takes (planPrefill's default otherwise).
+   */
+  tuning: { targetWorkgroups?: number; prefillVectors?: number } = {},
 ): PlannedAttention {
   if (!(cache instanceof WebGpuKvCache)) throw new Error("attention: the KV cache belongs to another backend");
   if (!(batch instanceof GpuAttentionBatch)) throw new Error("attention: the batch was prepared by another backend");
@@ -315,7 +318,15 @@ export function planAttention(
   const groupSize = qHeads / kvHeads;
   const prefill =
     batch.prefillItems.get(1)!.count > 0
-      ? planPrefill(cache.spec, cache.layout, groupSize, sharedBytes, unroll, runtime.gpu.subgroupMinSize)
+      ? planPrefill(
+          cache.spec,
+          cache.layout,
+          groupSize,
+          sharedBytes,
+          unroll,
+          runtime.gpu.subgroupMinSize,
+          tuning.prefillVectors,
+        )
       : null;
   const prefillItems = prefill ? batch.prefillItems.get(prefill.rowsPerItem)! : null;
   const decodeRows = prefill ? batch.maxShortQueryLength : batch.maxQueryLength;
@@ -327,7 +338,7 @@ export function planAttention(
     batch,
     prefillItems ? [decodeItems, prefillItems] : [decodeItems],
     window,
-    targetWorkgroups ?? TARGET_WORKGROUPS,
+    tuning.targetWorkgroups ?? TARGET_WORKGROUPS,
     workgroupsPerPartition,
     tokens * qHeads * (headDim + 2) * 4,
     runtime.maxBindingBytes,
