@@ -96,6 +96,10 @@ export interface MemoryStats {
   reloadMs: number;
   /** Of reloadMs, the time spent handing verified blocks to the KV cache (the upload). */
   reloadImportMs: number;
+  /** Of reloadMs, the time before the first block: the file's lock, header and tokens, room in the cache. */
+  reloadOpenMs: number;
+  /** Of reloadMs, the time spent waiting for blocks still being read and checked. */
+  reloadReadWaitMs: number;
 }
 
 const key = (tenant: string, agentId: string) => `${tenant}\0${agentId}`;
@@ -121,6 +125,8 @@ export class AgentMemory implements KvMemory {
     reloadBytes: 0,
     reloadMs: 0,
     reloadImportMs: 0,
+    reloadOpenMs: 0,
+    reloadReadWaitMs: 0,
   };
 
   constructor(private readonly options: AgentMemoryOptions) {}
@@ -384,6 +390,10 @@ export class AgentMemory implements KvMemory {
     const target: { kvSequence?: SequenceId; table: readonly number[]; tokens: number[] } = { table: [], tokens: [] };
     const bytesPerBlock = this.cache.bytesPerBlock;
     let importMs = 0;
+    let openMs = 0;
+    let readWaitMs = 0;
+    // When the reload last stopped waiting on the cache (its `begin`, or the previous import).
+    let readyAt = 0;
     const freeTarget = () => {
       if (target.kvSequence !== undefined) this.paging.free(target.kvSequence);
     };
@@ -402,12 +412,16 @@ export class AgentMemory implements KvMemory {
           this.paging.append(target.kvSequence, preamble.tokens.length);
           target.table = this.paging.blockTable(target.kvSequence);
           target.tokens = Array.from(preamble.tokens);
+          readyAt = performance.now();
+          openMs = readyAt - started;
           return true;
         },
         blocks: async (first, bytes) => {
           const importStarted = performance.now();
+          readWaitMs += importStarted - readyAt;
           await this.cache.importBlocks(target.table.slice(first, first + bytes.byteLength / bytesPerBlock), bytes);
-          importMs += performance.now() - importStarted;
+          readyAt = performance.now();
+          importMs += readyAt - importStarted;
         },
       })
       .catch((error: unknown) => {
@@ -426,6 +440,8 @@ export class AgentMemory implements KvMemory {
     this.counters.reloadBytes += bytes;
     this.counters.reloadMs += elapsed;
     this.counters.reloadImportMs += importMs;
+    this.counters.reloadOpenMs += openMs;
+    this.counters.reloadReadWaitMs += readWaitMs;
     const hashes = blockHashes(tenant, tokens, this.paging.blockSize);
     this.shared.register(hashes, table);
     const agent: HotAgent = {
@@ -442,7 +458,8 @@ export class AgentMemory implements KvMemory {
     this.options.logger.debug(
       `agent memory: agent ${JSON.stringify(agentId)} reloaded from disk (${tokens.length} tokens, ` +
         `${(bytes / 2 ** 20).toFixed(1)} MiB in ${elapsed.toFixed(0)} ms, ${(bytes / elapsed / 1e6).toFixed(2)} GB/s, ` +
-        `${importMs.toFixed(0)} ms of it handing blocks to the KV cache)`,
+        `of it ${openMs.toFixed(0)} ms opening and checking the file, ${readWaitMs.toFixed(0)} ms waiting for reads, ` +
+        `${importMs.toFixed(0)} ms handing blocks to the KV cache)`,
     );
     this.updateGauges();
     return agent;

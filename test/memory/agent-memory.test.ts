@@ -257,7 +257,14 @@ describe("agent KV memory", () => {
     const reloaded = await ask(engine, { agentId: "agent-0", tenant: "t1" }, followUp);
     expect(reloaded.cached).toBe(prompts[0]!.length + firstTurns[0]!.tokens.length - 1);
     expect(reloaded.tokens).toEqual(await reference(followUp));
-    expect(memory.stats().hits.warm).toBe(1);
+    const afterReload = memory.stats();
+    expect(afterReload.hits.warm).toBe(1);
+    // The reload's time is taken apart: opening the file, waiting for reads, importing; the three
+    // parts are measured separately and cannot add up to more than the whole.
+    expect(afterReload.reloads).toBe(1);
+    const { reloadMs, reloadOpenMs, reloadReadWaitMs, reloadImportMs } = afterReload;
+    for (const part of [reloadOpenMs, reloadReadWaitMs, reloadImportMs]) expect(part).toBeGreaterThan(0);
+    expect(reloadOpenMs + reloadReadWaitMs + reloadImportMs).toBeLessThanOrEqual(reloadMs);
     await expectKvOfUncachedRun(await heldKv(memory, cacheDir, "t1", "agent-0"), followUp);
 
     // A restart: a new engine and memory over the same directory find every agent on disk.

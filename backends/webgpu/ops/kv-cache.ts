@@ -102,8 +102,11 @@ export class WebGpuKvCache implements KvCache {
     }
     this.totalBytes = layerBytes * 2 * spec.layers;
     runtime.bytes.kvCache += this.totalBytes;
-    // Reloads import through them: ready before the first one.
+    // Reloads import through them, and through the import kernel, evictions through the export one:
+    // made now, so that the first reload or eviction after a server starts does not compile.
     runtime.bulk.prepareUploads();
+    for (const entryPoint of ["import_blocks", "export_blocks"])
+      runtime.kernels.kernel("kv_cache_blocks.wgsl", entryPoint);
   }
 
   private createLayerBuffer(bytes: number): GpuTensor {

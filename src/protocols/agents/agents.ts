@@ -128,6 +128,8 @@ export function agentStats(memory: AgentMemory): ProtocolResponse {
     reload_bytes: stats.reloadBytes,
     reload_ms: stats.reloadMs,
     reload_import_ms: stats.reloadImportMs,
+    reload_open_ms: stats.reloadOpenMs,
+    reload_read_wait_ms: stats.reloadReadWaitMs,
   });
 }
 
