@@ -288,7 +288,7 @@ async function measurePrefill(
   rows: number,
   context: number,
 ): Promise<PrefillResult> {
-  const { qHeads, headDim } = shape;
+  const { headDim } = shape;
   const { cache } = filled;
   const { q, sequence } = prefillQueries(runtime, shape, filled, rows, context);
   const options = { scale: 1 / Math.sqrt(headDim), slidingWindow: null };
