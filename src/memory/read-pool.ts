@@ -136,11 +136,31 @@ export class ReadPool {
     });
   }
 
-  /** Give a run's buffer back for later reads; its bytes must not be used after this. */
+  /**
+   * Give a run's buffer back for later reads; its bytes must not be used after this. Beyond a few
+   * kept, the smallest goes: a read into a buffer too small for it allocates a new one, and new
+   * memory reads at a fifth of the speed (page faults: 1.6 against 7–8 GB/s on an H200 host).
+   */
   recycle(bytes: Uint8Array): void {
-    if (this.spare.length < 2 * this.size + 1 && !(bytes.buffer instanceof SharedArrayBuffer)) {
-      this.spare.push(bytes.buffer);
+    if (bytes.buffer instanceof SharedArrayBuffer) return;
+    this.spare.push(bytes.buffer);
+    if (this.spare.length > 2 * this.size + 1) {
+      const smallest = this.spare.reduce(
+        (best, buffer, index, all) => (buffer.byteLength < all[best]!.byteLength ? index : best),
+        0,
+      );
+      this.spare.splice(smallest, 1);
     }
+  }
+
+  /** The smallest kept buffer that holds `byteLength` bytes, taken from the spares; none if none does. */
+  private spareFor(byteLength: number): ArrayBuffer | undefined {
+    let chosen = -1;
+    this.spare.forEach((buffer, index) => {
+      if (buffer.byteLength >= byteLength && (chosen < 0 || buffer.byteLength < this.spare[chosen]!.byteLength))
+        chosen = index;
+    });
+    return chosen < 0 ? undefined : this.spare.splice(chosen, 1)[0];
   }
 
   private pump(): void {
@@ -155,7 +175,7 @@ export class ReadPool {
       idle.task = task;
       idle.worker.ref();
       const { id, fd, byteLength, position, blockBytes } = task;
-      const buffer = this.spare.pop();
+      const buffer = this.spareFor(byteLength);
       idle.worker.postMessage({ id, fd, buffer, byteLength, position, blockBytes }, buffer ? [buffer] : []);
     }
   }

@@ -54,6 +54,39 @@ describe("ReadPool", () => {
     }
   });
 
+  it("hands each read the smallest kept buffer that holds it, and keeps the largest ones", async () => {
+    const pool = new ReadPool(1);
+    const content = randomBytes(2 * 1024 * 1024);
+    const path = join(directory, "sizes.bin");
+    writeFileSync(path, content);
+    const fd = openSync(path, "r");
+    const read = (bytes: number) => pool.read(fd, bytes, 0, bytes);
+    try {
+      // A read returns its bytes in the buffer it was given when that was large enough, else in a new
+      // one of its own size: the buffer's length says which.
+      const large = await read(1024 * 1024);
+      const small = await read(16 * 1024);
+      pool.recycle(large.bytes);
+      pool.recycle(small.bytes);
+      // The small buffer was given back last; the large read still gets the large one...
+      const big = await read(512 * 1024);
+      expect(big.bytes.buffer.byteLength).toBe(1024 * 1024);
+      expect(Buffer.from(big.bytes).equals(content.subarray(0, 512 * 1024))).toBe(true);
+      // ...and a small read the small one, not the large one.
+      const little = await read(8 * 1024);
+      expect(little.bytes.buffer.byteLength).toBe(16 * 1024);
+      // Beyond the few it keeps (2 · threads + 1 = 3), the pool drops the smallest.
+      const runs = await Promise.all([4, 8, 12, 16].map((kib) => read(kib * 1024)));
+      for (const run of runs) pool.recycle(run.bytes);
+      const kept = await Promise.all([16, 12, 8].map((kib) => read(kib * 1024)));
+      expect(kept.map((run) => run.bytes.buffer.byteLength / 1024)).toEqual([16, 12, 8]);
+      const unkept = await read(4 * 1024);
+      expect(unkept.bytes.buffer.byteLength).toBe(4 * 1024);
+    } finally {
+      closeSync(fd);
+    }
+  });
+
   it("does not keep the process alive once idle, started at once or used", async () => {
     const module = join(REPO_ROOT, "dist/src/memory/read-pool.js");
     const script = join(directory, "alive.mjs");
