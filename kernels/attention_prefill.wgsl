@@ -278,7 +278,7 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
   let end = min(partition_start + params.partition_size, first_position + row_count);
   partition_end = end;
   let first_tile = max(partition_start, lowest / TILE_KEYS * TILE_KEYS);
-  // The first tile's first keys are on their way while the queries are staged.
+  // The first tile's first keys are on their way while each thread finds its vectors' rows.
   if (first_tile < end) { fetch_keys(first_tile, 0u, local); }
 
   // Where this thread's 4 vectors start in `q`, in vec4s (vectors past `vectors` read the item's
@@ -295,7 +295,9 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
     last[i] = position;
     real[i] = vector < vectors;
     let own = select(0u, vector, vector < vectors);
-    query_at[i] = ((query_start + first_row + own / max(heads, 1u)) * params.q_heads + first_head + own % max(heads, 1u)) * (HEAD_DIM / 4u);
+    let query_row = query_start + first_row + own / max(heads, 1u);
+    let query_head = first_head + own % max(heads, 1u);
+    query_at[i] = (query_row * params.q_heads + query_head) * (HEAD_DIM / 4u);
   }
   // Running max of each of the 4 vectors (the same in the KEY_THREADS threads that share them), this
   // thread's share of Σ p, and Σ p·v of the vectors' dimensions 8tn…8tn+7.
