@@ -72,3 +72,28 @@ export function checkBlockTables(sequences: readonly AttentionSequence[], spec: 
       throw new Error(`attention: block ${outside} is outside the cache's ${blockCount} blocks`);
   }
 }
+
+/** The rows of the sequences must tile [0, total) exactly, as the flattened layout says. */
+export function checkQueryRows(sequences: readonly AttentionSequence[]): number {
+  for (const sequence of sequences) {
+    const { queryStart, queryLength, contextLength, blockTable } = sequence;
+    const fields = [queryStart, queryLength, contextLength, ...blockTable];
+    if (!fields.every((value) => Number.isInteger(value) && value >= 0 && value < 2 ** 31)) {
+      throw new Error(`prepareAttention: sequence fields must be non-negative integers: ${JSON.stringify(sequence)}`);
+    }
+    if (queryLength > contextLength) {
+      throw new Error(`prepareAttention: queryLength ${queryLength} exceeds contextLength ${contextLength}`);
+    }
+  }
+  const sorted = sequences.filter((s) => s.queryLength > 0).sort((a, b) => a.queryStart - b.queryStart);
+  let next = 0;
+  for (const { queryStart, queryLength } of sorted) {
+    if (queryStart !== next) {
+      throw new Error(
+        `prepareAttention: query rows must be contiguous from 0; a sequence starts at ${queryStart}, expected ${next}`,
+      );
+    }
+    next += queryLength;
+  }
+  return next;
+}

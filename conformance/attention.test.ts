@@ -235,8 +235,9 @@ for (const backendName of backendsUnderTest()) {
 
     // Long prefills: a whole causal prompt from position 0, a chunk over a long cached context (many
     // key tiles, several work items per sequence, split partitions), rows either side of where a
-    // backend may switch kernels (1–3 and 150), beside decode rows, for every storage format and with
-    // a sliding window, GQA and head chunks; each sequence also alone.
+    // backend may switch kernels (1–3, 8 and 150; 97 and 150 rows end in tails a backend may hand to
+    // another kernel), beside decode rows, for every storage format and with a sliding window, GQA and
+    // head chunks; each sequence also alone.
     const longPrefill = (
       storage: KvStorage,
       heads: [q: number, kv: number],
@@ -256,6 +257,7 @@ for (const backendName of backendsUnderTest()) {
         { contextLength: 700, queryLength: 1 },
         { contextLength: 41, queryLength: 2 },
         { contextLength: 300, queryLength: 3 },
+        { contextLength: 520, queryLength: 8 },
       ],
     });
     for (const c of [

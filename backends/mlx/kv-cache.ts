@@ -7,7 +7,14 @@
 import type { AttentionSequence, KvCache, KvCacheSpec, PreparedAttentionBatch, Tensor } from "../contract.js";
 import type { Handle, MlxAddon } from "./addon.js";
 import { describeShape, type MlxTensor } from "./tensor.js";
-import { checkBlockTables, checkKvBlock, checkKvExport, checkKvImport, checkKvLayer } from "../kv-checks.js";
+import {
+  checkBlockTables,
+  checkKvBlock,
+  checkKvExport,
+  checkKvImport,
+  checkKvLayer,
+  checkQueryRows,
+} from "../kv-checks.js";
 
 const STORAGE_CODES = { f32: 0, f16: 1, quantized: 2 } as const;
 
@@ -162,31 +169,6 @@ export class MlxKvCache implements KvCache {
   private requireBlock(operation: string, block: number): void {
     checkKvBlock(this.spec, operation, block);
   }
-}
-
-/** The rows of the sequences must tile [0, total) exactly, as the flattened layout says. */
-function checkQueryRows(sequences: readonly AttentionSequence[]): number {
-  for (const sequence of sequences) {
-    const { queryStart, queryLength, contextLength, blockTable } = sequence;
-    const fields = [queryStart, queryLength, contextLength, ...blockTable];
-    if (!fields.every((value) => Number.isInteger(value) && value >= 0 && value < 2 ** 31)) {
-      throw new Error(`prepareAttention: sequence fields must be non-negative integers: ${JSON.stringify(sequence)}`);
-    }
-    if (queryLength > contextLength) {
-      throw new Error(`prepareAttention: queryLength ${queryLength} exceeds contextLength ${contextLength}`);
-    }
-  }
-  const sorted = sequences.filter((s) => s.queryLength > 0).sort((a, b) => a.queryStart - b.queryStart);
-  let next = 0;
-  for (const { queryStart, queryLength } of sorted) {
-    if (queryStart !== next) {
-      throw new Error(
-        `prepareAttention: query rows must be contiguous from 0; a sequence starts at ${queryStart}, expected ${next}`,
-      );
-    }
-    next += queryLength;
-  }
-  return next;
 }
 
 export class MlxAttentionBatch implements PreparedAttentionBatch {

@@ -16,15 +16,14 @@ import { kernelConstants, type KvLayout } from "./kv-cache.js";
 /**
  * Sequences with at least this many query rows in a dispatch go to the prefill kernel; fewer stay with
  * the decode kernel (attention.wgsl). Measured on an H200 (bench/attention.ts, "few rows" sweep at 8K
- * tokens of context, f16 KV, 32 q / 8 kv heads): one row (a decode step) is faster on the decode
- * kernel (121 vs 169 µs at headDim 64, 193 vs 216 at 128); two rows cost the same at 64 (167 vs 170 µs)
- * and half on the prefill kernel at 128 (415 vs 218); from three rows on the prefill kernel wins
- * (2.4–5.7× at 3 rows, 7–10× at 16), since the decode kernel's cost grows with every row it holds
- * while a prefill workgroup had room for 16 rows of 4 heads (headDim 64) or 8 (headDim 128); it has
- * 16 at both now, and is faster since (bench/RESULTS.md, "One workgroup per SM"), which only moves
- * the break-even further toward fewer rows.
+ * tokens of context, f16 KV, 32 q / 8 kv heads, after the decode kernel's rewrite): at headDim 128 the
+ * decode kernel takes 42, 61, 71, 91 µs for 1–4 rows against the prefill kernel's flat 136–138, and
+ * they meet at 8 rows (148 vs 143); at headDim 64, 36–59 µs against 98 for 1–4 rows, 87 vs 101 at 8,
+ * and at 16 rows the prefill kernel wins at both (162 vs 264, 110 vs 144). A prefill work item costs
+ * about the same however few of its rows are filled, while the decode kernel reads every key once
+ * more for each quad of vectors, so both scale with the context alike and the crossing point stays.
  */
-export const PREFILL_MIN_ROWS = 2;
+export const PREFILL_MIN_ROWS = 8;
 
 /** Rows per work item the batch prepares lists for (the plan picks one from the head group size). */
 export const PREFILL_ROWS_CHOICES = [1, 2, 4, 8, 16, 32, 64] as const;
