@@ -8,7 +8,8 @@
  * interleave as a busy server's do. GB/s counts the K and V bytes of the context read per call
  * (batch · context · 8 · 128 · 2 B · 2); "% read" compares with the read kernel. Calls cycle through
  * copies of the batch (other blocks of the same cache) that together exceed the GPU's L2 cache, so
- * keys and values come from memory.
+ * keys and values come from memory. "attend µs" is the attention kernel alone, without the pass that
+ * merges the partitions of split keys.
  *
  * Prefill: the prefill kernel (attention_prefill.wgsl) against the decode kernel (attention.wgsl) on
  * the same rows in the same run: one sequence with 64 or 512 new query rows at the end of 1K, 8K and
@@ -16,8 +17,10 @@
  * Llama-3.2-1B (32 q heads, 8 kv heads, headDim 64); then a sweep over 1–16 rows at 8K that sets
  * PREFILL_MIN_ROWS. TFLOP/s counts 4·headDim flops per visible (query head, key) pair (q·k and p·v);
  * "max diff" is the largest difference of the two kernels' outputs relative to the largest output;
- * "parts" the key partitions of the prefill kernel's dispatch. Last, a sweep over the workgroup target
- * that sets how finely the keys are split for the prefill kernel (64 rows, headDim 64, 8K–32K).
+ * "parts" the key partitions of the prefill kernel's dispatch. Then a hot follow-up's 65 rows at 8K–32K
+ * in both shapes: the 65th row on the decode kernel (as planned), against as a fifth prefill work
+ * item, and 64 rows. Last, a sweep over the workgroup target that sets how finely the keys are split
+ * for the prefill kernel (64, 65 and 512 rows, both shapes, 8K–32K).
  *
  * Timing (bench/lib/gpu-timing.ts): with timestamp-query, "µs/call" is the median of calls each alone
  * in a compute pass and "stream µs" the time per call of many back to back; without it, wall-clock.
@@ -26,7 +29,8 @@
  *   npx tsc -p tsconfig.json --noEmit false --outDir dist && node dist/bench/attention.js [--quick] [--name=NAME]
  * --quick: small contexts and few iterations (for a CPU Vulkan such as lavapipe); --name: the device's
  * name in the output file; --prefill / --decode / --partitions (the partition sweep) / --occupancy
- * (workgroups the GPU runs at once): that part only.
+ * (workgroups the GPU runs at once) / --tail (the 65th row's kernel): that part only;
+ * --decode-target=N: the decode part's workgroup target (where keys are split).
  * Writes bench/results/attention-<device>.json.
  */
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
@@ -43,6 +47,10 @@ import { DispatchTimer, benchDevice, type Call } from "./lib/gpu-timing.js";
 const quick = process.argv.includes("--quick");
 const deviceName = process.argv.find((option) => option.startsWith("--name="))?.slice("--name=".length);
 /** --prefill-vectors=N: the most query vectors per prefill workgroup in the partition and occupancy sweeps. */
+/** --decode-target=N: the workgroup count below which the decode part's keys are split (the planner's default otherwise). */
+const decodeTarget = process.argv
+  .find((option) => option.startsWith("--decode-target="))
+  ?.slice("--decode-target=".length);
 const prefillVectors = Number(
   process.argv.find((option) => option.startsWith("--prefill-vectors="))?.slice("--prefill-vectors=".length) ?? 64,
 );
@@ -69,6 +77,8 @@ interface Result {
   kvBytesPerCall: number;
   micros: number;
   streamMicros: number;
+  /** The attention kernel alone, without the pass that merges partitions (= micros when unsplit). */
+  attendMicros: number;
   gigabytesPerSecond: number;
   percentOfRead: number;
 }
@@ -159,7 +169,8 @@ async function measureCase(
         blockTable: kv.blockTable(sequence),
       })),
     );
-    plans.push(planAttention(runtime, q, cache, 0, prepared, options));
+    const tuning = decodeTarget ? { targetWorkgroups: Number(decodeTarget) } : {};
+    plans.push(planAttention(runtime, q, cache, 0, prepared, options, tuning));
     return prepared;
   });
   const timing = await timer.time(
@@ -167,6 +178,14 @@ async function measureCase(
     ITERATIONS,
     WARMUP_MILLIS,
   );
+  const attendTiming =
+    plans[0]!.partitions > 1
+      ? await timer.time(
+          plans.map((plan) => plan.dispatches.slice(0, -1)),
+          ITERATIONS,
+          WARMUP_MILLIS,
+        )
+      : timing;
   for (const plan of plans) for (const tensor of [plan.out, plan.partials]) runtime.release(tensor);
   for (const prepared of batches) prepared.dispose();
   runtime.release(q);
@@ -182,13 +201,14 @@ async function measureCase(
     kvBytesPerCall,
     micros,
     streamMicros: timing.streamMicros,
+    attendMicros: callMicros(attendTiming),
     gigabytesPerSecond,
     percentOfRead: (100 * gigabytesPerSecond) / readGigabytesPerSecond,
   };
 }
 
 function printTable(results: Result[]): void {
-  const header = ["batch", "context", "partitions", "KV MiB", "µs/call", "GB/s", "% read", "stream µs"];
+  const header = ["batch", "context", "partitions", "KV MiB", "µs/call", "GB/s", "% read", "stream µs", "attend µs"];
   const rows = results.map((result) => [
     String(result.batch),
     String(result.context),
@@ -198,12 +218,9 @@ function printTable(results: Result[]): void {
     result.gigabytesPerSecond.toFixed(result.gigabytesPerSecond < 10 ? 2 : 0),
     result.percentOfRead.toFixed(0),
     result.streamMicros.toFixed(1),
+    result.attendMicros.toFixed(1),
   ]);
-  const widths = header.map((cell, column) => Math.max(cell.length, ...rows.map((row) => row[column]!.length)));
-  const line = (cells: string[]) => cells.map((cell, column) => cell.padStart(widths[column]!)).join("  ");
-  console.log(
-    `\ndecode attention (32 q heads, 8 kv heads, headDim 128, f16 KV, block 16)\n${line(header)}\n${rows.map(line).join("\n")}`,
-  );
+  printAligned(`decode attention (32 q heads, 8 kv heads, headDim 128, f16 KV, block 16)`, header, rows);
 }
 
 /** Llama-3.2-1B's attention: the model of the agent-memory and engine benchmarks. */
@@ -310,13 +327,6 @@ async function measurePrefill(
   }
   runtime.release(q);
   await runtime.finish();
-  const [old, fresh] = outputs as [Float32Array, Float32Array];
-  let largest = 0;
-  let difference = 0;
-  for (let i = 0; i < old.length; i++) {
-    largest = Math.max(largest, Math.abs(old[i]!));
-    difference = Math.max(difference, Math.abs(old[i]! - fresh[i]!));
-  }
   return {
     headDim,
     rows,
@@ -326,7 +336,7 @@ async function measurePrefill(
     decodeKernel: timings[0]!,
     prefillKernel: timings[1]!,
     speedup: timings[0]!.micros / timings[1]!.micros,
-    maxDifference: difference / largest,
+    maxDifference: relativeDifference(outputs[0]!, outputs[1]!),
   };
 }
 
@@ -359,9 +369,86 @@ function printPrefill(title: string, results: PrefillResult[]): void {
     r.speedup.toFixed(1),
     r.maxDifference.toExponential(1),
   ]);
-  const widths = header.map((cell, column) => Math.max(cell.length, ...rows.map((row) => row[column]!.length)));
-  const line = (cells: string[]) => cells.map((cell, column) => cell.padStart(widths[column]!)).join("  ");
-  console.log(`\n${title}\n${line(header)}\n${rows.map(line).join("\n")}`);
+  printAligned(title, header, rows);
+}
+
+interface TailResult {
+  headDim: number;
+  context: number;
+  /** 64 rows: four whole work items per kv head. */
+  wholeMicros: number;
+  /** 65 rows, the 65th on the decode kernel (what the planner does). */
+  decodeTailMicros: number;
+  /** 65 rows, the 65th as a fifth prefill work item. */
+  prefillTailMicros: number;
+  maxDifference: number;
+}
+
+/**
+ * A hot follow-up's 65th row (the previous answer's last token): on the decode kernel beside four
+ * whole prefill items, against a fifth, nearly empty prefill item, with 64 rows as the floor.
+ */
+async function tailComparison(runtime: GpuRuntime, timer: DispatchTimer): Promise<TailResult[]> {
+  const results: TailResult[] = [];
+  for (const shape of [SMALL_SHAPE, SHAPE])
+    for (const context of PARTITION_CONTEXTS) {
+      const filled = await fillCache(runtime, shape, 1, context);
+      const options = { scale: 1 / Math.sqrt(shape.headDim), slidingWindow: null };
+      const micros: number[] = [];
+      const outputs: Float32Array[] = [];
+      for (const [rows, decodeTails] of [
+        [64, true],
+        [65, true],
+        [65, false],
+      ] as const) {
+        const { q, sequence } = prefillQueries(runtime, shape, filled, rows, context);
+        const prepared = prepareAttention(runtime, [sequence], undefined, decodeTails);
+        const plan = planAttention(runtime, q, filled.cache, 0, prepared, options);
+        micros.push(callMicros(await timeFitted(timer, plan.dispatches)));
+        if (rows === 65) {
+          for (const work of plan.dispatches) runtime.dispatch(work);
+          outputs.push(new Float32Array(await runtime.readBytes(plan.out)));
+        }
+        for (const tensor of [plan.out, plan.partials, q]) runtime.release(tensor);
+        prepared.dispose();
+      }
+      filled.cache.dispose();
+      await runtime.finish();
+      results.push({
+        headDim: shape.headDim,
+        context,
+        wholeMicros: micros[0]!,
+        decodeTailMicros: micros[1]!,
+        prefillTailMicros: micros[2]!,
+        maxDifference: relativeDifference(outputs[0]!, outputs[1]!),
+      });
+    }
+  const header = ["headDim", "context", "64 rows µs", "65, tail on decode µs", "65, tail on prefill µs", "max diff"];
+  const rows = results.map((r) => [
+    String(r.headDim),
+    String(r.context),
+    r.wholeMicros.toFixed(1),
+    r.decodeTailMicros.toFixed(1),
+    r.prefillTailMicros.toFixed(1),
+    r.maxDifference.toExponential(1),
+  ]);
+  printAligned(
+    `the 65th row: decode kernel vs a fifth prefill work item (32 q heads, 8 kv heads, f16 KV)`,
+    header,
+    rows,
+  );
+  return results;
+}
+
+/** Largest difference of two outputs, relative to the largest output. */
+function relativeDifference(a: Float32Array, b: Float32Array): number {
+  let largest = 0;
+  let difference = 0;
+  for (let i = 0; i < a.length; i++) {
+    largest = Math.max(largest, Math.abs(a[i]!));
+    difference = Math.max(difference, Math.abs(a[i]! - b[i]!));
+  }
+  return difference / largest;
 }
 
 interface PartitionResult {
@@ -374,7 +461,10 @@ interface PartitionResult {
   teraflops: number;
 }
 
-/** The prefill kernel alone on PARTITION_ROWS rows at each partition target, in both shapes. */
+/**
+ * The prefill kernel on PARTITION_ROWS rows at each partition target, in both shapes (of 65 rows the
+ * 65th goes to the decode kernel, as the planner sends it).
+ */
 async function partitionSweep(runtime: GpuRuntime, timer: DispatchTimer): Promise<PartitionResult[]> {
   const results: PartitionResult[] = [];
   for (const shape of [SMALL_SHAPE, SHAPE])
@@ -420,11 +510,7 @@ async function partitionSweep(runtime: GpuRuntime, timer: DispatchTimer): Promis
     r.micros.toFixed(1),
     r.teraflops.toFixed(2),
   ]);
-  const widths = header.map((cell, column) => Math.max(cell.length, ...rows.map((row) => row[column]!.length)));
-  const line = (cells: string[]) => cells.map((cell, column) => cell.padStart(widths[column]!)).join("  ");
-  console.log(
-    `\npartition sweep: prefill kernel, 32 q heads, 8 kv heads\n${line(header)}\n${rows.map(line).join("\n")}`,
-  );
+  printAligned(`partition sweep: prefill kernel, 32 q heads, 8 kv heads`, header, rows);
   return results;
 }
 
@@ -486,8 +572,16 @@ async function prefillPart(runtime: GpuRuntime, timer: DispatchTimer) {
   }
   printPrefill("prefill attention, decode kernel vs prefill kernel (32 q heads, 8 kv heads, f16 KV, block 16)", cases);
   printPrefill(`few rows at ${SWEEP_CONTEXT} tokens of context: where the prefill kernel takes over`, sweep);
+  const tails = await tailComparison(runtime, timer);
   const partitionTargets = await partitionSweep(runtime, timer);
-  return { cases, sweep, partitionTargets };
+  return { cases, sweep, tails, partitionTargets };
+}
+
+/** A table with right-aligned columns under a title line. */
+function printAligned(title: string, header: string[], rows: string[][]): void {
+  const widths = header.map((cell, column) => Math.max(cell.length, ...rows.map((row) => row[column]!.length)));
+  const line = (cells: string[]) => cells.map((cell, column) => cell.padStart(widths[column]!)).join("  ");
+  console.log(`\n${title}\n${line(header)}\n${rows.map(line).join("\n")}`);
 }
 
 function repositoryRoot(): string {
@@ -510,7 +604,8 @@ async function main(): Promise<void> {
   );
   const partitionsOnly = process.argv.includes("--partitions");
   const occupancyOnly = process.argv.includes("--occupancy");
-  const decodePart = !process.argv.includes("--prefill") && !partitionsOnly && !occupancyOnly;
+  const tailOnly = process.argv.includes("--tail");
+  const decodePart = !process.argv.includes("--prefill") && !partitionsOnly && !occupancyOnly && !tailOnly;
   const results: Result[] = [];
   let read = { bytes: 0, micros: 0, gigabytesPerSecond: 0 };
   if (decodePart) {
@@ -531,8 +626,11 @@ async function main(): Promise<void> {
     printTable(results);
   }
   const prefill =
-    process.argv.includes("--decode") || partitionsOnly || occupancyOnly ? null : await prefillPart(runtime, timer);
+    process.argv.includes("--decode") || partitionsOnly || occupancyOnly || tailOnly
+      ? null
+      : await prefillPart(runtime, timer);
   const partitionSweepOnly = partitionsOnly ? await partitionSweep(runtime, timer) : null;
+  const tailsOnly = tailOnly ? await tailComparison(runtime, timer) : null;
   const occupancy = occupancyOnly ? await occupancySweep(runtime, timer) : null;
 
   const device = gpuDevice.adapterDescription.split(" / ").pop() ?? "unknown";
@@ -553,6 +651,7 @@ async function main(): Promise<void> {
     results,
     prefill: prefill && { smallShape: SMALL_SHAPE, ...prefill },
     partitionTargets: partitionSweepOnly,
+    tails: tailsOnly,
     occupancy,
     prefillVectors,
   };
