@@ -25,6 +25,8 @@ export interface WorkItems {
 /** The decode kernel's rows beside a prefill dispatch of R-row items: lists by D, and the longest run. */
 export interface BesidePrefill {
   items: Map<number, WorkItems>;
+  /** By D: how many of the list's items are long sequences' tails (the rest are short sequences). */
+  tailItems: Map<number, number>;
   maxRows: number;
 }
 
@@ -84,11 +86,20 @@ export class GpuAttentionBatch implements PreparedAttentionBatch {
         prefillRows,
         addList(prefillRows, (s) => (long(s) ? [0, s.queryLength - tail(s)] : [0, 0])),
       );
-      const beside: BesidePrefill = { items: new Map(), maxRows: Math.max(0, ...sequences.map(tail)) };
+      const beside: BesidePrefill = {
+        items: new Map(),
+        tailItems: new Map(),
+        maxRows: Math.max(0, ...sequences.map(tail)),
+      };
       for (const rows of DECODE_ROWS_CHOICES) {
         beside.items.set(
           rows,
           addList(rows, (s) => [s.queryLength - tail(s), s.queryLength]),
+        );
+        const tails = sequences.filter(long).map((s) => Math.ceil(tail(s) / rows));
+        beside.tailItems.set(
+          rows,
+          tails.reduce((sum, count) => sum + count, 0),
         );
       }
       this.besidePrefill.set(prefillRows, beside);

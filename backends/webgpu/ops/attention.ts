@@ -173,14 +173,14 @@ export function planAttention(
     runtime.gpu.subgroupMinSize,
   );
   const decodeItems = (beside ? beside.items : batch.items).get(plan.rowsPerItem)!;
-  // Keys are split to fill the GPU with the costlier kernel's workgroups: beside prefill items, a
-  // decode kernel's few rows take a fraction of the time, and counting them would move the split
+  // Keys are split to fill the GPU with the workgroups that carry the work: the prefill kernel's and
+  // the decode kernel's for short sequences (a continuous batch's decode steps), but not the few
+  // tails of long sequences, which take a fraction of the time and would otherwise move the split
   // for the whole dispatch (a 65th row on the decode kernel made 64 rows run in 16 partitions, not 32).
+  const tailItems = beside ? beside.tailItems.get(plan.rowsPerItem)! : 0;
   const workgroupsPerPartition =
     kvHeads *
-    (prefillItems && prefillItems.count > 0
-      ? prefillItems.count * prefill!.headChunks
-      : decodeItems.count * plan.headChunks);
+    ((decodeItems.count - tailItems) * plan.headChunks + (prefillItems ? prefillItems.count * prefill!.headChunks : 0));
   const partitions = choosePartitions(
     batch,
     prefillItems ? [decodeItems, prefillItems] : [decodeItems],
