@@ -2,10 +2,11 @@
  * The headline figure: time to first token of an agent's follow-up turn at growing context, from each
  * place its KV can come from, against baselines measured in the same run.
  *   cold     the follow-up prompt with nothing cached (the whole context is prefilled);
- *   hot      the agent's cache in backend memory: only the new tokens are prefilled (median of three);
+ *   hot      the agent's cache in backend memory: only the new tokens are prefilled (median of three),
+ *            and once more after a pause of IDLE_MS (the GPU's clocks drop when it idles);
  *   warm     the agent evicted to disk first, reloaded on the request (median of three);
  *   restart  a new engine and memory over the same cache directory (a server restart);
- *   new-only the prefill of the same number of new tokens with no context at all, median of three
+ *   new-only the prefill of the same number of new tokens with no context at all, median of five
  *            (the hot target: hot ≤ 1.5× this at every length).
  * Also: reload throughput against `dd` reading the same files in the same run, and KV bytes per
  * token for float (f16), 8-bit and 4-bit storage.
@@ -20,16 +21,16 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { writeFileSync } from "node:fs";
 import { createBackend, type BackendName } from "../backends/registry.js";
-import { Engine, type EngineOptions } from "../src/engine/engine.js";
+import type { EngineOptions } from "../src/engine/engine.js";
 import type { GenerationEvent } from "../src/engine/events.js";
 import { samplingParams } from "../src/engine/sampling.js";
-import { createLogger } from "../src/logging.js";
-import { AgentMemory, type MemoryStats } from "../src/memory/agent-memory.js";
+import type { MemoryStats } from "../src/memory/agent-memory.js";
 import { AgentStore, fingerprintModel } from "../src/memory/persistence.js";
 import { loadModel } from "../src/model/load.js";
 import type { TestModelPreset } from "../src/model/test-model/presets.js";
 import { loadTokenizer } from "../src/model/tokenizer.js";
 import { llamaBenchModel } from "./lib/bench-model.js";
+import { openMemoryEngine, type MemoryEngineSetup } from "./lib/memory-engine.js";
 import { ddRead } from "./lib/dd.js";
 
 const root = join(import.meta.dirname, "../..");
@@ -44,6 +45,14 @@ const CONTEXTS = [1024, 2048, 4096, 8192, 16384, 32768].filter((length) => lengt
 const NEW_TOKENS = 64;
 /** Hot and warm turns per length: the median is reported. */
 const TURNS = 3;
+/** New-only runs per length: five, since a run of three had two of them stalled by the collector. */
+const NEW_ONLY_RUNS = 5;
+/**
+ * The pause before the "hot after idle" turn. An idle H200 drops its SM clock from 1980 to 345 MHz
+ * within a second, and one short forward does not bring it back (RESULTS, "The GPU's clocks"): a
+ * turn that follows a pause, as an agent's next turn does, runs at the low clock.
+ */
+const IDLE_MS = 3000;
 
 const median = <T>(runs: T[], by: (run: T) => number) => [...runs].sort((a, b) => by(a) - by(b))[runs.length >> 1]!;
 
@@ -87,29 +96,16 @@ async function main(): Promise<void> {
   const tokenizer = await loadTokenizer(directory);
   const fingerprints = await fingerprintModel(directory);
   const cacheDir = mkdtempSync(join(tmpdir(), "agent-memory-bench-"));
-  const logger = createLogger("WARNING");
-  const engineOptions: EngineOptions = {
-    maxBatchSize: 8,
-    prefillStepSize: 512,
-    maxContextLength: 0,
+  const setup: MemoryEngineSetup = {
+    backend,
+    model,
+    tokenizer,
+    modelDirectory: directory,
+    fingerprints,
+    cacheDirectory: cacheDir,
     kvBudgetBytes: Number(option("kv-mb") ?? 6144) * 2 ** 20,
-    kvStorage: { kind: "float", dtype: "f16" },
   };
-  const open = () => {
-    const memory = new AgentMemory({
-      maxAgentsInMemory: 64,
-      lruEvictionEnabled: true,
-      warm: {
-        directory: cacheDir,
-        modelId: directory,
-        weightsFingerprint: fingerprints.weights,
-        tokenizerFingerprint: fingerprints.tokenizer,
-        backend: backend.name,
-      },
-      logger,
-    });
-    return { memory, engine: new Engine(backend, model, tokenizer, engineOptions, memory) };
-  };
+  const open = () => openMemoryEngine(setup);
   let { memory, engine } = open();
   await memory.start(); // as the server does (its reader threads start here)
   let seed = 7;
@@ -125,6 +121,11 @@ async function main(): Promise<void> {
         memory: { agentId, tenant: "bench" },
       }),
     );
+  /** Prefills of a throwaway agent for about `ms`: the GPU's clocks are up when it returns. */
+  const keepGpuBusy = async (ms: number) => {
+    const until = performance.now() + ms;
+    while (performance.now() < until) await ask("busy", randomTokens(512));
+  };
   process.stdout.write(`agent-memory benchmark: ${backend.name} on ${backend.deviceDescription}; ${directory}\n`);
   // Compile the kernels of every shape measured below: a first turn, its follow-up (65 rows over a
   // cached context) and a short prompt alone. Without it the first row paid for compilation.
@@ -148,22 +149,33 @@ async function main(): Promise<void> {
     hotQueuedMs: number;
     /** Every hot turn (hotMs is their median): a single turn was at the mercy of one GC pause. */
     hotRuns: { ms: number; queuedMs: number }[];
+    /** One more hot turn, IDLE_MS after the last work: at the GPU's idle clock. */
+    hotAfterIdleMs: number;
     warmMs: number;
     restartMs: number;
+    /** Of restartMs, before the first step. */
+    restartQueuedMs: number;
+    /** The restart turn's reload, taken apart. */
+    restartReload: ReturnType<typeof reloadParts> | null;
     newOnlyMs: number;
     reloadBytes: number;
     reloadMs: number;
     reloadImportMs: number;
     reloadOpenMs: number;
     reloadReadWaitMs: number;
-    /** Every warm turn: its time and its reload's parts (warmMs and the reload figures are medians). */
-    warmRuns: { ms: number; reload: ReturnType<typeof reloadParts> }[];
+    /**
+     * Every warm turn: its time, its time before the first step (the lookup, the reload in it, and
+     * scheduling), and its reload's parts (warmMs and the reload figures are medians).
+     */
+    warmRuns: { ms: number; queuedMs: number; reload: ReturnType<typeof reloadParts> }[];
   }
   const rows: Row[] = [];
   const conversations = new Map<number, number[]>();
   for (const context of CONTEXTS) {
     const agent = `agent-${context}`;
-    // Cold: the first turn of this agent is a follow-up whose context nobody has seen.
+    // Cold: the first turn of this agent is a follow-up whose context nobody has seen. It follows a
+    // second of other prefills, so that it starts, like the hot turns after it, at full clocks.
+    await keepGpuBusy(1000);
     let prompt = randomTokens(context);
     const cold = await ask(agent, prompt);
     // Hot: the next turn adds the answer and NEW_TOKENS new tokens; three times (each turn a little
@@ -176,23 +188,36 @@ async function main(): Promise<void> {
       if (hot.cached !== prompt.length - NEW_TOKENS - 1) throw new Error(`hot turn reused ${hot.cached} tokens`);
       hotRuns.push({ ms: hot.ms, queuedMs: hot.queuedMs });
     }
-    // New-only: the median of three fresh agents, each printed with its time before the first step.
+    // New-only: the median of five fresh agents, each printed with its time before the first step.
     const newOnlyRuns: { ms: number; queuedMs: number }[] = [];
-    for (let run = 0; run < 3; run++) newOnlyRuns.push(await ask(`fresh-${context}-${run}`, randomTokens(NEW_TOKENS)));
-    const newOnly = { ms: newOnlyRuns.map((run) => run.ms).sort((a, b) => a - b)[1]! };
+    for (let run = 0; run < NEW_ONLY_RUNS; run++) {
+      newOnlyRuns.push(await ask(`fresh-${context}-${run}`, randomTokens(NEW_TOKENS)));
+    }
+    const newOnly = median(newOnlyRuns, (run) => run.ms);
     const described = newOnlyRuns.map((run) => `${run.ms.toFixed(1)} (${run.queuedMs.toFixed(1)} queued)`);
     process.stdout.write(`  ${context}: new-only runs ${described.join(", ")} ms\n`);
+    // Hot after idle: the same, after a pause.
+    await new Promise((resolve) => setTimeout(resolve, IDLE_MS));
+    prompt = [...prompt, ...hot.tokens, ...randomTokens(NEW_TOKENS)];
+    hot = await ask(agent, prompt);
+    if (hot.cached !== prompt.length - NEW_TOKENS - 1) throw new Error(`hot turn reused ${hot.cached} tokens`);
+    const hotAfterIdle = hot;
     // Warm: evicted to disk, then the next turn; three times (each turn a little longer), the median
-    // kept, as `dd` below is the median of three reads.
-    const warmRuns: { ms: number; reload: ReturnType<typeof reloadParts> }[] = [];
+    // kept, as `dd` below is the median of three reads. Each turn's reload is counted from the
+    // memory's counters around it.
+    const warmRuns: Row["warmRuns"] = [];
     let warm!: Awaited<ReturnType<typeof ask>>;
     for (let run = 0; run < TURNS; run++) {
       await memory.evictAgent("bench", agent);
+      // The eviction left the GPU idle for a second or more (the export, the write, fsync), and an idle
+      // GPU's clock falls to its floor: a second of other work first, so that the turn starts at full
+      // clocks, as the hot turns do. The "hot after idle" column shows what a pause costs instead.
+      await keepGpuBusy(1000);
       prompt = [...prompt, ...(run === 0 ? hot.tokens : warm.tokens), ...randomTokens(NEW_TOKENS)];
       const before = memory.stats();
       warm = await ask(agent, prompt);
       if (warm.cached !== prompt.length - NEW_TOKENS - 1) throw new Error(`warm turn reused ${warm.cached} tokens`);
-      warmRuns.push({ ms: warm.ms, reload: reloadParts(before, memory.stats()) });
+      warmRuns.push({ ms: warm.ms, queuedMs: warm.queuedMs, reload: reloadParts(before, memory.stats()) });
     }
     await memory.evictAgent("bench", agent);
     const warmMs = median(warmRuns, (run) => run.ms).ms;
@@ -204,14 +229,17 @@ async function main(): Promise<void> {
       hotMs: median(hotRuns, (run) => run.ms).ms,
       hotQueuedMs: median(hotRuns, (run) => run.ms).queuedMs,
       hotRuns,
+      hotAfterIdleMs: hotAfterIdle.ms,
       warmMs,
       restartMs: 0,
+      restartQueuedMs: 0,
+      restartReload: null,
       newOnlyMs: newOnly.ms,
       ...reload,
       warmRuns,
     });
     process.stdout.write(
-      `  ${context}: cold ${cold.ms.toFixed(0)} ms, hot ${hotRuns.map((run) => `${run.ms.toFixed(1)} (${run.queuedMs.toFixed(1)} before its step)`).join(" / ")} ms, warm ${warmRuns.map((run) => run.ms.toFixed(1)).join(" / ")} ms; median reload ${describeReload(reload)}\n`,
+      `  ${context}: cold ${cold.ms.toFixed(0)} ms, hot ${hotRuns.map((run) => `${run.ms.toFixed(1)} (${run.queuedMs.toFixed(1)} before its step)`).join(" / ")} ms, after ${IDLE_MS / 1000} s idle ${hotAfterIdle.ms.toFixed(1)} ms, warm ${warmRuns.map((run) => `${run.ms.toFixed(1)} (${run.queuedMs.toFixed(1)} before its step, reload ${run.reload.reloadMs.toFixed(1)})`).join(" / ")} ms; median reload ${describeReload(reload)}\n`,
     );
   }
 
@@ -222,9 +250,15 @@ async function main(): Promise<void> {
   await memory.start();
   for (const row of rows) {
     const prompt = [...conversations.get(row.context)!, ...randomTokens(NEW_TOKENS)];
+    const before = memory.stats();
     const restarted = await ask(`agent-${row.context}`, prompt);
+    row.restartReload = reloadParts(before, memory.stats());
     if (restarted.cached !== prompt.length - NEW_TOKENS - 1) throw new Error(`restart reused ${restarted.cached}`);
     row.restartMs = restarted.ms;
+    row.restartQueuedMs = restarted.queuedMs;
+    process.stdout.write(
+      `  ${row.context}: restart ${restarted.ms.toFixed(1)} ms (${restarted.queuedMs.toFixed(1)} before its step); reload ${describeReload(row.restartReload)}\n`,
+    );
   }
 
   // dd reading the same files (after ours: both find them wherever the OS keeps them).
@@ -258,6 +292,7 @@ async function main(): Promise<void> {
     "context",
     "cold ms",
     "hot ms",
+    "hot after idle ms",
     "warm ms",
     "restart ms",
     "new-only ms",
@@ -270,6 +305,7 @@ async function main(): Promise<void> {
       row.context,
       row.coldMs.toFixed(0),
       row.hotMs.toFixed(1),
+      row.hotAfterIdleMs.toFixed(1),
       row.warmMs.toFixed(1),
       row.restartMs.toFixed(1),
       row.newOnlyMs.toFixed(1),

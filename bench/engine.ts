@@ -10,6 +10,7 @@
  * Run from the repository root:
  *   npx tsc -p tsconfig.json --noEmit false --outDir dist
  *   node dist/bench/engine.js [--model DIR | --preset tiny|1b] [--backend webgpu|mlx] [--quick] [--name=NAME]
+ *     [--timestamps] [--no-batch-warm-up]
  * Without --model, a llama model of the preset (default 1b, 4-bit) is generated into bench/.models/.
  * --quick: short prompts and budgets (for CPU backends). Writes bench/results/engine-<device>.json.
  */
@@ -99,13 +100,37 @@ async function main(): Promise<void> {
   const device = argument("name") ?? backend.deviceDescription.replace(/[^\w.-]+/g, "-").slice(0, 40);
   process.stdout.write(`engine benchmark: ${backendName} on ${backend.deviceDescription}; ${directory}\n`);
 
-  // Warm up: compile every kernel shape once.
+  // --timestamps: a line per phase with the wall time, to line up with a trace of the GPU's clocks
+  // (nvidia-smi --query-gpu=timestamp,clocks.sm --format=csv -lms 50).
+  const mark = (phase: string) => {
+    if (process.argv.includes("--timestamps")) process.stdout.write(`  [${new Date().toISOString()}] ${phase}\n`);
+  };
+  // Warm up: compile the kernels of a prompt and of one sequence decoding.
+  mark("warm-up");
   await drain(engine.generate(request(PROMPT, 4)));
+  // Then eight sequences decoding for a second or so: the first step of each batch shape compiles
+  // kernels, and without this the rows for 2, 4 and 8 sequences each held one step of 300–380 ms
+  // (two runs, bench/results/engine-h200-plain.json), which the aggregate rate counts in full. It
+  // also leaves the GPU at full clocks, which an idle GPU is not (RESULTS, "The GPU's clocks").
+  // (--no-batch-warm-up leaves it out, to see its effect.)
+  if (!process.argv.includes("--no-batch-warm-up")) {
+    mark("batch warm-up");
+    await Promise.all(Array.from({ length: 8 }, () => drain(engine.generate(request(PROMPT, DECODE)))));
+  }
 
   // 1. Aggregate decode throughput. Decode rate counts tokens after each sequence's first, over the
   // window in which every sequence was decoding (from the last first token to the first finish).
-  const throughput: { sequences: number; tokensPerSecond: number; speedup: number }[] = [];
+  const throughput: {
+    sequences: number;
+    tokensPerSecond: number;
+    speedup: number;
+    /** The gaps between a sequence's tokens in the window: their median, largest, and how many were > 3× the median. */
+    medianStepMs: number;
+    maxStepMs: number;
+    stalls: number;
+  }[] = [];
   for (const sequences of CONCURRENCY) {
+    mark(`${sequences} decoding`);
     const results = await Promise.all(
       Array.from({ length: sequences }, () => drain(engine.generate(request(PROMPT, DECODE)))),
     );
@@ -116,14 +141,28 @@ async function main(): Promise<void> {
       0,
     );
     const tokensPerSecond = tokens / ((windowEnd - windowStart) / 1000);
+    // The aggregate rate takes every pause (a garbage collection, a compile) at full weight: the step
+    // gaps show whether a row was slow throughout or held up a few times.
+    const gaps = results
+      .flatMap((result) => {
+        const times = result.tokenTimes.filter((time) => time >= windowStart && time <= windowEnd);
+        return times.slice(1).map((time, i) => time - times[i]!);
+      })
+      .filter((gap) => gap > 0.05) // tokens of one step arrive together
+      .sort((a, b) => a - b);
+    const medianStepMs = gaps[gaps.length >> 1] ?? 0;
     throughput.push({
       sequences,
       tokensPerSecond,
       speedup: tokensPerSecond / (throughput[0]?.tokensPerSecond ?? tokensPerSecond),
+      medianStepMs,
+      maxStepMs: gaps.at(-1) ?? 0,
+      stalls: gaps.filter((gap) => gap > 3 * medianStepMs).length,
     });
   }
 
   // 2. Time to first token: alone, then arriving while 7 others decode.
+  mark("time to first token");
   const solo = await drain(engine.generate(request(PROMPT, 1)));
   // The newcomer arrives once all seven are past their prompts and decoding.
   const decoding: Promise<void>[] = [];
@@ -143,6 +182,7 @@ async function main(): Promise<void> {
   };
 
   // 3. One long generation, before and while a long prompt is prefilled beside it.
+  mark("long generation");
   let longStarted!: () => void;
   const longDecoding = new Promise<void>((resolve) => (longStarted = resolve));
   const longRun = drain(engine.generate(request(PROMPT, DECODE * 6)), longStarted);
@@ -168,8 +208,17 @@ async function main(): Promise<void> {
   backend.dispose();
 
   const line = (cells: (string | number)[]) => process.stdout.write(`${cells.map(String).join(" | ")}\n`);
-  line(["sequences", "decode tok/s", "× batch 1"]);
-  for (const row of throughput) line([row.sequences, row.tokensPerSecond.toFixed(1), row.speedup.toFixed(2)]);
+  line(["sequences", "decode tok/s", "× batch 1", "median step ms", "longest step ms", "steps > 3× median"]);
+  for (const row of throughput) {
+    line([
+      row.sequences,
+      row.tokensPerSecond.toFixed(1),
+      row.speedup.toFixed(2),
+      row.medianStepMs.toFixed(2),
+      row.maxStepMs.toFixed(1),
+      row.stalls,
+    ]);
+  }
   line(["TTFT alone ms", "TTFT with 7 decoding ms", "ratio"]);
   line([ttft.soloMs.toFixed(1), ttft.withSevenDecodingMs.toFixed(1), ttft.ratio.toFixed(2)]);
   line(["long gen tok/s before", `during ${LONG_PROMPT}-token prefill`, "ratio", "prefill ms"]);

@@ -1,0 +1,51 @@
+/**
+ * An engine with agent memory over a cache directory, as the server builds one, for the benchmarks
+ * that measure the memory's tiers: float (f16) KV, batches of up to 8, prefill chunks of 512 tokens.
+ */
+import type { Backend } from "../../backends/contract.js";
+import { Engine } from "../../src/engine/engine.js";
+import { createLogger } from "../../src/logging.js";
+import { AgentMemory } from "../../src/memory/agent-memory.js";
+import type { LoadedModel } from "../../src/model/load.js";
+import type { ModelTokenizer } from "../../src/model/tokenizer.js";
+
+export interface MemoryEngineSetup {
+  backend: Backend;
+  model: LoadedModel["model"];
+  tokenizer: ModelTokenizer;
+  /** The model's directory (its id in the cache files) and its fingerprints. */
+  modelDirectory: string;
+  fingerprints: { weights: string; tokenizer: string };
+  cacheDirectory: string;
+  kvBudgetBytes: number;
+}
+
+/** A new memory and engine over the setup's cache directory (call again for a "restart"). */
+export function openMemoryEngine(setup: MemoryEngineSetup): { memory: AgentMemory; engine: Engine } {
+  const memory = new AgentMemory({
+    maxAgentsInMemory: 64,
+    lruEvictionEnabled: true,
+    warm: {
+      directory: setup.cacheDirectory,
+      modelId: setup.modelDirectory,
+      weightsFingerprint: setup.fingerprints.weights,
+      tokenizerFingerprint: setup.fingerprints.tokenizer,
+      backend: setup.backend.name,
+    },
+    logger: createLogger("WARNING"),
+  });
+  const engine = new Engine(
+    setup.backend,
+    setup.model,
+    setup.tokenizer,
+    {
+      maxBatchSize: 8,
+      prefillStepSize: 512,
+      maxContextLength: 0,
+      kvBudgetBytes: setup.kvBudgetBytes,
+      kvStorage: { kind: "float", dtype: "f16" },
+    },
+    memory,
+  );
+  return { memory, engine };
+}
