@@ -83,6 +83,11 @@ export class KernelLibrary {
     private readonly defines: ReadonlySet<string>,
   ) {}
 
+  /** Pipelines built so far (one per file, entry point and set of constants). */
+  get pipelineCount(): number {
+    return this.pipelines.size;
+  }
+
   kernel(file: string, entryPoint: string, constants: Record<string, number> = {}): Kernel {
     const key = `${file}:${entryPoint}:${JSON.stringify(constants)}`;
     let kernel = this.pipelines.get(key);

@@ -148,6 +148,13 @@ export const SETTINGS = {
     description: "Prompt tokens prefilled per chunk; chunks interleave with decode steps.",
     value: integer(16, 65_536),
   }),
+  mlxWarmup: setting({
+    env: "SEMANTIC_MLX_WARMUP",
+    default: "true",
+    description:
+      "Before reporting ready, run a prompt and batches of 1–8 once, so first requests wait for no kernel to compile.",
+    value: boolean(),
+  }),
   mlxKvBits: setting({
     env: "SEMANTIC_MLX_KV_BITS",
     default: "none",

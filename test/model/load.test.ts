@@ -220,6 +220,28 @@ describe("agent-memory serve with a broken model", () => {
     // The engine and agent memory come up behind it, sized by the settings (64 MiB of KV in tests).
     expect(server.log()).toMatch(/engine: batch 8, prefill chunks of 512, context \d+ tokens, 64 MiB of KV blocks/);
     expect(server.log()).toMatch(/agent memory: 0 agent\(s\) on disk/);
+    expect(server.log()).not.toMatch(/warmed up/); // off in tests unless asked for
+    server.child.kill("SIGTERM");
+    expect((await server.exited).code).toBe(0);
+  });
+
+  it("warms the engine up before it reports ready, and serves afterwards", async () => {
+    const server = await startServe([], { env: { SEMANTIC_MLX_WARMUP: "true" } });
+    const log = server.log();
+    expect(log).toMatch(/engine: warmed up in [\d.]+ s \(\d+ requests: a prompt, batches of 1–8\)/);
+    // Ready only after it: the warm-up line comes before the ready line.
+    expect(log.indexOf("warmed up")).toBeLessThan(log.indexOf("ready:"));
+    const response = await fetch(server.url + "/v1/chat/completions", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "test", max_tokens: 3, messages: [{ role: "user", content: "hi" }] }),
+    });
+    expect(response.status).toBe(200);
+    const body = (await response.json()) as { usage: { completion_tokens: number; prompt_tokens: number } };
+    expect(body.usage.completion_tokens).toBeGreaterThan(0);
+    // The warm-up's requests are not anybody's: the first real request finds no cached prefix.
+    const metrics = await (await fetch(server.url + "/metrics")).text();
+    expect(metrics).toMatch(/semantic_cache_misses_total 1\b/);
     server.child.kill("SIGTERM");
     expect((await server.exited).code).toBe(0);
   });

@@ -28,11 +28,13 @@ export function testModelDirectory(): string {
 export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("SEMANTIC_")));
   const model = process.env.AGENT_MEMORY_TEST_MODEL;
-  // A small KV store and a scratch cache directory: tests never fill a GPU or write to $HOME.
+  // A small KV store and a scratch cache directory: tests never fill a GPU or write to $HOME. No
+  // warm-up (seconds per server on lavapipe): the tests that are about it turn it on.
   return {
     ...env,
     HF_HUB_OFFLINE: "1",
     SEMANTIC_MLX_CACHE_BUDGET_MB: "64",
+    SEMANTIC_MLX_WARMUP: "false",
     SEMANTIC_AGENT_CACHE_DIR: join(scratchDir("agent-memory-cache-"), "caches"),
     ...(model ? { SEMANTIC_MLX_MODEL_ID: model } : {}),
     ...extra,

@@ -3,6 +3,7 @@ import type { Config } from "../../config/settings.js";
 import { createLogger, type Logger } from "../../logging.js";
 import type { Metrics } from "../../metrics.js";
 import { Engine } from "../../engine/engine.js";
+import { warmUp } from "../../engine/warm-up.js";
 import { AgentMemory } from "../../memory/agent-memory.js";
 import { fingerprintModel } from "../../memory/persistence.js";
 import { openModel, type OpenedModel } from "../../model/open.js";
@@ -170,6 +171,16 @@ async function startEngine(
     `engine: batch ${config.mlxMaxBatchSize}, prefill chunks of ${config.mlxPrefillStepSize}, context ${engine.contextLimit} tokens, ` +
       `${(engine.kvBytes / 2 ** 20).toFixed(0)} MiB of KV blocks`,
   );
+  if (config.mlxWarmup) {
+    const { seconds, requests } = await warmUp(engine, {
+      prefillStepSize: config.mlxPrefillStepSize,
+      maxBatchSize: config.mlxMaxBatchSize,
+      vocabSize: model.config.vocabSize,
+    });
+    logger.info(
+      `engine: warmed up in ${seconds.toFixed(1)} s (${requests} requests: a prompt, batches of 1–${config.mlxMaxBatchSize}); SEMANTIC_MLX_WARMUP=false skips it`,
+    );
+  }
   return { engine, memory };
 }
 
