@@ -30,7 +30,8 @@ import { loadModel } from "../src/model/load.js";
 import type { TestModelPreset } from "../src/model/test-model/presets.js";
 import { loadTokenizer } from "../src/model/tokenizer.js";
 import { llamaBenchModel } from "./lib/bench-model.js";
-import { openMemoryEngine, type MemoryEngineSetup } from "./lib/memory-engine.js";
+import { ENGINE_SHAPE, openMemoryEngine, type MemoryEngineSetup } from "./lib/memory-engine.js";
+import { warmUp } from "../src/engine/warm-up.js";
 import { ddRead } from "./lib/dd.js";
 
 const root = join(import.meta.dirname, "../..");
@@ -108,6 +109,8 @@ async function main(): Promise<void> {
   const open = () => openMemoryEngine(setup);
   let { memory, engine } = open();
   await memory.start(); // as the server does (its reader threads start here)
+  const warmUpShape = { ...ENGINE_SHAPE, vocabSize: config.vocabSize };
+  await warmUp(engine, warmUpShape); // as the server does before it reports ready
   let seed = 7;
   const randomTokens = (count: number) =>
     Array.from({ length: count }, () => 1 + ((seed = (seed * 48271) % 2147483647) % (config.vocabSize - 1)));
@@ -209,10 +212,11 @@ async function main(): Promise<void> {
     let warm!: Awaited<ReturnType<typeof ask>>;
     for (let run = 0; run < TURNS; run++) {
       await memory.evictAgent("bench", agent);
-      // The eviction left the GPU idle for a second or more (the export, the write, fsync), and an idle
-      // GPU's clock falls to its floor: a second of other work first, so that the turn starts at full
-      // clocks, as the hot turns do. The "hot after idle" column shows what a pause costs instead.
-      await keepGpuBusy(1000);
+      // The eviction leaves the GPU idle for a second or more (the export, the write, fsync): its clock
+      // has fallen to the floor when the turn starts, and the turn's step runs at it, as "hot after
+      // idle" does. A second of other prefills here first was tried: the step then ran at full clocks,
+      // but the reload, right after them, was up to twice as slow for the 1B model
+      // (bench/results/agent-memory-h200-busy-before-warm.json).
       prompt = [...prompt, ...(run === 0 ? hot.tokens : warm.tokens), ...randomTokens(NEW_TOKENS)];
       const before = memory.stats();
       warm = await ask(agent, prompt);
@@ -248,6 +252,9 @@ async function main(): Promise<void> {
   await engine.dispose();
   ({ memory, engine } = open());
   await memory.start();
+  // A restarted server warms up before it reports ready: that also makes the new KV cache's first
+  // use (a first reload into it took ~500 ms) part of the start, not of the first turn.
+  await warmUp(engine, warmUpShape);
   for (const row of rows) {
     const prompt = [...conversations.get(row.context)!, ...randomTokens(NEW_TOKENS)];
     const before = memory.stats();

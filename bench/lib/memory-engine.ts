@@ -9,6 +9,9 @@ import { AgentMemory } from "../../src/memory/agent-memory.js";
 import type { LoadedModel } from "../../src/model/load.js";
 import type { ModelTokenizer } from "../../src/model/tokenizer.js";
 
+/** The engine's batch and chunk sizes (the server's defaults). */
+export const ENGINE_SHAPE = { maxBatchSize: 8, prefillStepSize: 512 } as const;
+
 export interface MemoryEngineSetup {
   backend: Backend;
   model: LoadedModel["model"];
@@ -39,8 +42,7 @@ export function openMemoryEngine(setup: MemoryEngineSetup): { memory: AgentMemor
     setup.model,
     setup.tokenizer,
     {
-      maxBatchSize: 8,
-      prefillStepSize: 512,
+      ...ENGINE_SHAPE,
       maxContextLength: 0,
       kvBudgetBytes: setup.kvBudgetBytes,
       kvStorage: { kind: "float", dtype: "f16" },
