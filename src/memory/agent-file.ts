@@ -19,7 +19,7 @@ import type { FileHandle } from "node:fs/promises";
 import type { KvStorage } from "../../backends/contract.js";
 import type { TensorEntry } from "../model/safetensors.js";
 import type { AgentRecord, CacheIdentity } from "./persistence.js";
-import { EndOfFileError, ReadPool, SLOT_BYTES, type ReadRun } from "./read-pool.js";
+import { EndOfFileError, ReadPool, type ReadRun } from "./read-pool.js";
 
 export const CACHE_FORMAT_VERSION = 1;
 const FORMAT_NAME = "agent-memory.agent-kv";
@@ -229,11 +229,8 @@ function tensor(
   return entry;
 }
 
-/**
- * Blocks are read this many bytes at a time, each chunk read and checksummed by one thread of the
- * ReadPool: a slot's size, so that a chunk lands in shared memory.
- */
-const READ_CHUNK_BYTES = SLOT_BYTES;
+/** Blocks are read this many bytes at a time, each chunk read and checksummed by one thread of the ReadPool. */
+const READ_CHUNK_BYTES = 8 * 1024 * 1024;
 /** The first chunk of a read, at most (whole blocks, at least one). */
 const FIRST_CHUNK_BYTES = 1024 * 1024;
 
@@ -290,7 +287,7 @@ export async function readAgentBlocks(
     const first = starts[chunk]!;
     const byteLength = ((starts[chunk + 1] ?? count) - first) * blockBytes;
     try {
-      return await pool.read(handle.fd, byteLength, header.blocks[first]!.fileOffset, blockBytes, buffers === "owned");
+      return await pool.read(handle.fd, byteLength, header.blocks[first]!.fileOffset, blockBytes);
     } catch (error) {
       if (error instanceof EndOfFileError) throw new AgentFileRejected("truncated", error.message);
       throw error;

@@ -4,15 +4,10 @@
  * thread they ran at ~2 GB/s on an H200's host against `dd`'s 5.5 (bench/reload.ts), so several
  * threads do both while the main thread hands the verified blocks to the KV cache.
  *
- * Reads land in shared memory: a few slots of SLOT_BYTES (SharedArrayBuffers, made once, kept), which
- * a worker fills and the caller gives back with `recycle` once the bytes are used. They used to be
- * plain ArrayBuffers transferred to the worker and back with every read; each one arriving counted as
- * new external memory for V8, which answered with a scavenge on the main thread every one or two
- * reads: 257 pauses, 122 ms in all, during one 4.3 GB reload on an H200 host (`node --trace-gc`,
- * bench/results/agent-memory-h200-8b-gc.json), while that thread was the one uploading. A read that
- * does not fit a slot, finds none free, or whose bytes the caller keeps (`owned`) still gets an
- * ArrayBuffer of its own, transferred back. The WebGPU upload copies out of shared memory as it is;
- * the MLX addon takes plain ArrayBuffers only and copies (backends/mlx/kv-cache.ts).
+ * Buffers move, never copy: a worker reads into an ArrayBuffer and transfers it with its reply; the
+ * caller gives it back with `recycle` once the bytes are used, and it travels (transferred again) with
+ * a later task. Plain ArrayBuffers rather than shared memory, because Dawn's writeBuffer and N-API
+ * take no SharedArrayBuffer.
  *
  * The workers' code is a few lines of plain JavaScript, evaluated rather than loaded from a file, so
  * it runs the same from the TypeScript sources (tests) and from dist/ (the product).
@@ -24,9 +19,9 @@ const WORKER_SOURCE = `
 const { parentPort } = require("node:worker_threads");
 const { readSync } = require("node:fs");
 const { crc32 } = require("node:zlib");
-parentPort.on("message", ({ id, fd, shared, buffer, byteLength, position, blockBytes }) => {
+parentPort.on("message", ({ id, fd, buffer, byteLength, position, blockBytes }) => {
   try {
-    const target = shared ?? (buffer && buffer.byteLength >= byteLength ? buffer : new ArrayBuffer(byteLength));
+    const target = buffer && buffer.byteLength >= byteLength ? buffer : new ArrayBuffer(byteLength);
     const view = new Uint8Array(target, 0, byteLength);
     for (let done = 0; done < byteLength; ) {
       const read = readSync(fd, view, done, byteLength - done, position + done);
@@ -38,8 +33,7 @@ parentPort.on("message", ({ id, fd, shared, buffer, byteLength, position, blockB
     }
     const crcs = new Uint32Array(Math.ceil(byteLength / blockBytes));
     for (let i = 0; i < crcs.length; i++) crcs[i] = crc32(view.subarray(i * blockBytes, (i + 1) * blockBytes));
-    if (shared) parentPort.postMessage({ id, crcs });
-    else parentPort.postMessage({ id, crcs, buffer: target }, [target]);
+    parentPort.postMessage({ id, crcs, buffer: target }, [target]);
   } catch (error) {
     parentPort.postMessage({ id, error: String(error && error.message ? error.message : error) });
   }
@@ -60,19 +54,12 @@ export interface ReadRun {
   crcs: Uint32Array;
 }
 
-/** Bytes of a shared slot: the largest run a reload reads at once (agent-file.ts). */
-export const SLOT_BYTES = 8 * 1024 * 1024;
-
 interface Task {
   id: number;
   fd: number;
   byteLength: number;
   position: number;
   blockBytes: number;
-  /** The caller keeps the bytes (never recycles them): not in a slot. */
-  owned: boolean;
-  /** The slot the read went to, if any. */
-  slot?: number;
   resolve: (run: ReadRun) => void;
   reject: (error: Error) => void;
 }
@@ -106,9 +93,6 @@ export class ReadPool {
   private readonly queue: Task[] = [];
   /** Buffers given back, handed to the next tasks (at most a few kept). */
   private readonly spare: ArrayBuffer[] = [];
-  /** Shared slots, made as reads need them up to maxSlots, and the ones free now. */
-  private readonly slots: SharedArrayBuffer[] = [];
-  private readonly freeSlots: number[] = [];
   private nextId = 1;
 
   /** Threads for a pool: the cores but one (the main thread uploads meanwhile), at least 2 (a thread
@@ -123,20 +107,7 @@ export class ReadPool {
     return ReadPool.instance;
   }
 
-  constructor(
-    readonly size: number,
-    readonly slotBytes = SLOT_BYTES,
-  ) {}
-
-  /** Slots kept at most: a reload keeps two reads per thread in flight and uses one more. */
-  get maxSlots(): number {
-    return 2 * this.size + 2;
-  }
-
-  /** Slots made so far, and free now. */
-  get slotCounts(): { made: number; free: number } {
-    return { made: this.slots.length, free: this.freeSlots.length };
-  }
+  constructor(readonly size: number) {}
 
   /**
    * Start every thread now rather than on the first reads: a thread takes tens of milliseconds to
@@ -155,32 +126,23 @@ export class ReadPool {
   /**
    * Read `byteLength` bytes of the open file `fd` at `position`, and CRC-32 each `blockBytes` of them
    * (the last block may be shorter). Rejects with EndOfFileError when the file is shorter. `fd` must
-   * stay open until the promise settles. The bytes are in a shared slot unless `owned` (the caller
-   * keeps them) or no slot fits or is free; give them back with `recycle` either way when not owned.
+   * stay open until the promise settles.
    */
-  read(fd: number, byteLength: number, position: number, blockBytes: number, owned = false): Promise<ReadRun> {
+  read(fd: number, byteLength: number, position: number, blockBytes: number): Promise<ReadRun> {
     return new Promise((resolve, reject) => {
       const id = this.nextId++;
-      this.queue.push({ id, fd, byteLength, position, blockBytes, owned, resolve, reject });
+      this.queue.push({ id, fd, byteLength, position, blockBytes, resolve, reject });
       this.pump();
     });
   }
 
   /**
-   * Give a run's buffer back for later reads; its bytes must not be used after this. A slot is free
-   * again at once. Of other buffers, beyond a few kept, the smallest goes: a read into a buffer too
-   * small for it allocates a new one, and new memory reads at a fifth of the speed (page faults: 1.6
-   * against 7–8 GB/s on an H200 host).
+   * Give a run's buffer back for later reads; its bytes must not be used after this. Beyond a few
+   * kept, the smallest goes: a read into a buffer too small for it allocates a new one, and new
+   * memory reads at a fifth of the speed (page faults: 1.6 against 7–8 GB/s on an H200 host).
    */
   recycle(bytes: Uint8Array): void {
-    if (bytes.buffer instanceof SharedArrayBuffer) {
-      const slot = this.slots.indexOf(bytes.buffer);
-      if (slot >= 0 && !this.freeSlots.includes(slot)) {
-        this.freeSlots.push(slot);
-        this.pump();
-      }
-      return;
-    }
+    if (bytes.buffer instanceof SharedArrayBuffer) return;
     this.spare.push(bytes.buffer);
     if (this.spare.length > 2 * this.size + 1) {
       const smallest = this.spare.reduce(
@@ -213,24 +175,9 @@ export class ReadPool {
       idle.task = task;
       idle.worker.ref();
       const { id, fd, byteLength, position, blockBytes } = task;
-      task.slot = this.takeSlot(task);
-      if (task.slot !== undefined) {
-        idle.worker.postMessage({ id, fd, shared: this.slots[task.slot], byteLength, position, blockBytes });
-        continue;
-      }
       const buffer = this.spareFor(byteLength);
       idle.worker.postMessage({ id, fd, buffer, byteLength, position, blockBytes }, buffer ? [buffer] : []);
     }
-  }
-
-  /** A free slot for the task, made if there are fewer than maxSlots; none for owned or large reads. */
-  private takeSlot(task: Task): number | undefined {
-    if (task.owned || task.byteLength > this.slotBytes) return undefined;
-    const free = this.freeSlots.pop();
-    if (free !== undefined) return free;
-    if (this.slots.length >= this.maxSlots) return undefined;
-    this.slots.push(new SharedArrayBuffer(this.slotBytes));
-    return this.slots.length - 1;
   }
 
   private newWorker(): PoolWorker {
@@ -245,16 +192,10 @@ export class ReadPool {
     worker.task = null;
     worker.worker.unref();
     if (task && task.id === reply.id) {
-      const slot = task.slot;
-      if (reply.crcs && slot !== undefined)
-        task.resolve({ bytes: new Uint8Array(this.slots[slot]!, 0, task.byteLength), crcs: reply.crcs });
-      else if (reply.crcs && reply.buffer)
+      if (reply.crcs && reply.buffer)
         task.resolve({ bytes: new Uint8Array(reply.buffer, 0, task.byteLength), crcs: reply.crcs });
-      else {
-        if (slot !== undefined) this.freeSlots.push(slot); // nobody got its bytes
-        if (reply.endOfFile !== undefined) task.reject(new EndOfFileError(reply.endOfFile));
-        else task.reject(new Error(reply.error ?? "file reader thread failed"));
-      }
+      else if (reply.endOfFile !== undefined) task.reject(new EndOfFileError(reply.endOfFile));
+      else task.reject(new Error(reply.error ?? "file reader thread failed"));
     }
     this.pump();
   }
@@ -264,7 +205,6 @@ export class ReadPool {
     const index = this.workers.indexOf(worker);
     if (index < 0) return;
     this.workers.splice(index, 1);
-    if (worker.task?.slot !== undefined) this.freeSlots.push(worker.task.slot);
     worker.task?.reject(error);
     worker.task = null;
     this.pump();

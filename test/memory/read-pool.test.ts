@@ -1,7 +1,6 @@
 /**
  * The reader threads of a warm reload: each task reads a run of a real file and returns it with the
- * CRC-32 of each block, checked against zlib's on the main thread; reads land in a few shared slots
- * (the rest, and owned reads, in buffers of their own); recycled slots and buffers come back with
+ * CRC-32 of each block, checked against zlib's on the main thread; recycled buffers come back with
  * new contents; a file shorter than the run, and a closed descriptor, reject instead of returning
  * short or stale data.
  */
@@ -42,34 +41,21 @@ describe("ReadPool", () => {
       };
       const runs = await Promise.all(positions.map((position) => pool.read(fd, runBytes, position, blockBytes)));
       runs.forEach((run, i) => check(positions[i]!, run));
-      // The first maxSlots (2 · 2 + 2) reads landed in shared slots, the rest in buffers of their own.
-      const inSlots = runs.filter((run) => run.bytes.buffer instanceof SharedArrayBuffer);
-      expect(inSlots.length).toBe(pool.maxSlots);
-      expect(pool.slotCounts).toEqual({ made: 6, free: 0 });
-      // Given back, slots and buffers carry the next reads (in reverse order, so each gets other bytes).
+      // Given back, the buffers carry the next reads (in reverse order, so each gets other bytes).
       for (const run of runs) pool.recycle(run.bytes);
-      expect(pool.slotCounts).toEqual({ made: 6, free: 6 });
       const again = await Promise.all(
         positions.reverse().map((position) => pool.read(fd, runBytes, position, blockBytes)),
       );
       again.forEach((run, i) => check(positions[i]!, run));
-      // The same six slots, none made anew...
-      expect(pool.slotCounts.made).toBe(6);
-      const slotsBefore = new Set(inSlots.map((run) => run.bytes.buffer));
-      const slotsNow = again.filter((run) => run.bytes.buffer instanceof SharedArrayBuffer);
-      expect(slotsNow.length).toBe(6);
-      expect(slotsNow.every((run) => slotsBefore.has(run.bytes.buffer))).toBe(true);
-      // ...and the other buffers given back were transferred to the readers (detached here), not left
-      // for the collector.
-      expect(runs.filter((run) => run.bytes.buffer.byteLength === 0).length).toBe(3);
+      // Recycled buffers were transferred to the readers (detached here), not left for the collector.
+      expect(runs.filter((run) => run.bytes.buffer.byteLength === 0).length).toBeGreaterThanOrEqual(5);
     } finally {
       closeSync(fd);
     }
   });
 
   it("hands each read the smallest kept buffer that holds it, and keeps the largest ones", async () => {
-    // Slots of 1 KiB: every read below is larger and gets a buffer of its own.
-    const pool = new ReadPool(1, 1024);
+    const pool = new ReadPool(1);
     const content = randomBytes(2 * 1024 * 1024);
     const path = join(directory, "sizes.bin");
     writeFileSync(path, content);
@@ -141,28 +127,6 @@ describe("ReadPool", () => {
     }
   });
 
-  it("gives reads whose bytes the caller keeps buffers of their own, never a slot", async () => {
-    const pool = new ReadPool(2);
-    const path = join(directory, "owned.bin");
-    const content = randomBytes(64 * 1024);
-    writeFileSync(path, content);
-    const fd = openSync(path, "r");
-    try {
-      const owned = await Promise.all([0, 1, 2].map((i) => pool.read(fd, 16 * 1024, i * 16 * 1024, 4096, true)));
-      expect(owned.every((run) => run.bytes.buffer instanceof ArrayBuffer)).toBe(true);
-      expect(pool.slotCounts).toEqual({ made: 0, free: 0 });
-      owned.forEach((run, i) => {
-        expect(Buffer.from(run.bytes).equals(content.subarray(i * 16 * 1024, (i + 1) * 16 * 1024))).toBe(true);
-      });
-      // A shared read next to them takes a slot.
-      const shared = await pool.read(fd, 16 * 1024, 0, 4096);
-      expect(shared.bytes.buffer).toBeInstanceOf(SharedArrayBuffer);
-      expect(pool.slotCounts).toEqual({ made: 1, free: 0 });
-    } finally {
-      closeSync(fd);
-    }
-  });
-
   it("rejects a run past the end of the file with where the file ends, and a closed descriptor", async () => {
     const pool = new ReadPool(2);
     const path = join(directory, "short.bin");
@@ -171,8 +135,6 @@ describe("ReadPool", () => {
     const failure = await pool.read(fd, 2048, 100, 512).catch((error: unknown) => error);
     expect(failure).toBeInstanceOf(EndOfFileError);
     expect((failure as EndOfFileError).position).toBe(1000);
-    // The failed read's slot is free again: nobody got its bytes.
-    expect(pool.slotCounts).toEqual({ made: 1, free: 1 });
     closeSync(fd);
     await expect(pool.read(fd, 512, 0, 512)).rejects.toThrow(/EBADF|bad file descriptor/i);
     // The pool still works after failures.
