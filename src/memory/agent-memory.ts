@@ -503,13 +503,12 @@ export class AgentMemory implements KvMemory {
     const size = this.cache.bytesPerBlock;
     const perBatch = this.snapshotBuffers.bufferBytes / size;
     const blocks: Uint8Array[] = [];
-    const buffers: Uint8Array[] = [];
+    const batches: number[][] = [];
+    for (let first = 0; first < table.length; first += perBatch) batches.push(table.slice(first, first + perBatch));
+    const buffers = this.snapshotBuffers.takeAll(batches.map((batch) => batch.length * size));
     try {
-      for (let first = 0; first < table.length; first += perBatch) {
-        const batch = table.slice(first, first + perBatch);
-        const buffer = this.snapshotBuffers.take(batch.length * size);
-        buffers.push(buffer);
-        const bytes = await this.cache.exportBlocks(batch, buffer.subarray(0, batch.length * size));
+      for (const [index, batch] of batches.entries()) {
+        const bytes = await this.cache.exportBlocks(batch, buffers[index]!.subarray(0, batch.length * size));
         batch.forEach((_, i) => blocks.push(bytes.subarray(i * size, (i + 1) * size)));
       }
     } catch (error) {

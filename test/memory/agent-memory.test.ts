@@ -72,7 +72,12 @@ describe("agent KV memory", () => {
   });
 
   function engineWith(
-    options: Partial<EngineOptions> & { cacheDir?: string; maxAgents?: number; snapshotBatchBytes?: number } = {},
+    options: Partial<EngineOptions> & {
+      cacheDir?: string;
+      maxAgents?: number;
+      snapshotBatchBytes?: number;
+      snapshotKeepBytes?: number;
+    } = {},
   ) {
     const memory = new AgentMemory({
       maxAgentsInMemory: options.maxAgents ?? 10,
@@ -88,6 +93,7 @@ describe("agent KV memory", () => {
         : null,
       logger,
       snapshotBatchBytes: options.snapshotBatchBytes,
+      snapshotKeepBytes: options.snapshotKeepBytes,
     });
     const engine = new Engine(backend, model, tokenizer, { ...base, ...options }, memory);
     engines.push(engine);
@@ -313,8 +319,13 @@ describe("agent KV memory", () => {
   it("agents evicted at once, and again through reused read-back memory, are each written with their own K/V", async () => {
     const cacheDir = scratchDir();
     // Two blocks per read-back buffer: each agent takes several, and the second eviction's read-back
-    // runs while the first one's file is still being written.
-    const { engine, memory } = engineWith({ cacheDir, snapshotBatchBytes: 2 * blockBytes() });
+    // runs while the first one's file is still being written. Two buffers kept: the rest of each
+    // read-back goes to memory beyond them (views into one allocation per agent).
+    const { engine, memory } = engineWith({
+      cacheDir,
+      snapshotBatchBytes: 2 * blockBytes(),
+      snapshotKeepBytes: 4 * blockBytes(),
+    });
     const agents = ["first", "second", "third"].map((name, index) => ({
       id: `at-once-${index}`,
       prompt: [...text(`The ${name} agent speaks at length. `), ...system],
