@@ -30,7 +30,10 @@ export async function warmUp(engine: Engine, shape: WarmUpShape): Promise<{ seco
   // Any valid ids will do: the weights' work does not depend on which tokens they are.
   let next = 0;
   const tokens = (count: number) =>
-    Array.from({ length: count }, () => 1 + ((next = (next + 7919) % (shape.vocabSize - 1)) % (shape.vocabSize - 1)));
+    Array.from({ length: count }, () => {
+      next = (next + 7919) % (shape.vocabSize - 1);
+      return 1 + next;
+    });
   const run = async (promptLength: number, sampled: boolean) => {
     requests++;
     const events = engine.generate({
