@@ -16,21 +16,17 @@
  *   node dist/bench/agent-memory.js [--preset tiny|1b|8b] [--max-context N] [--backend webgpu|mlx] [--name=NAME]
  * Writes bench/results/agent-memory-<name>.json.
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { writeFileSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
 import { createBackend, type BackendName } from "../backends/registry.js";
 import type { EngineOptions } from "../src/engine/engine.js";
 import type { GenerationEvent } from "../src/engine/events.js";
 import { samplingParams } from "../src/engine/sampling.js";
 import type { MemoryStats } from "../src/memory/agent-memory.js";
-import { AgentStore, fingerprintModel } from "../src/memory/persistence.js";
-import { loadModel } from "../src/model/load.js";
+import { AgentStore } from "../src/memory/persistence.js";
 import type { TestModelPreset } from "../src/model/test-model/presets.js";
-import { loadTokenizer } from "../src/model/tokenizer.js";
 import { llamaBenchModel } from "./lib/bench-model.js";
-import { ENGINE_SHAPE, openMemoryEngine, type MemoryEngineSetup } from "./lib/memory-engine.js";
+import { ENGINE_SHAPE, openMemoryEngine, prepareMemoryEngine } from "./lib/memory-engine.js";
 import { warmUp } from "../src/engine/warm-up.js";
 import { ddRead } from "./lib/dd.js";
 
@@ -93,19 +89,8 @@ function describeReload(reload: ReturnType<typeof reloadParts>): string {
 async function main(): Promise<void> {
   const directory = await llamaBenchModel(root, preset);
   const backend = await createBackend(backendName);
-  const { model, config } = await loadModel(directory, backend);
-  const tokenizer = await loadTokenizer(directory);
-  const fingerprints = await fingerprintModel(directory);
-  const cacheDir = mkdtempSync(join(tmpdir(), "agent-memory-bench-"));
-  const setup: MemoryEngineSetup = {
-    backend,
-    model,
-    tokenizer,
-    modelDirectory: directory,
-    fingerprints,
-    cacheDirectory: cacheDir,
-    kvBudgetBytes: Number(option("kv-mb") ?? 6144) * 2 ** 20,
-  };
+  const setup = await prepareMemoryEngine(directory, backend, Number(option("kv-mb") ?? 6144) * 2 ** 20);
+  const { model, config, cacheDirectory: cacheDir } = setup;
   const open = () => openMemoryEngine(setup);
   let { memory, engine } = open();
   await memory.start(); // as the server does (its reader threads start here)

@@ -19,17 +19,13 @@
  *   node dist/bench/idle-gpu.js [--preset tiny|1b|8b] [--context N] [--idle-ms N] [--rounds N] [--kv-mb N] [--name=NAME]
  * Writes bench/results/idle-gpu-<name>.json.
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createBackend } from "../backends/registry.js";
 import { samplingParams } from "../src/engine/sampling.js";
-import { fingerprintModel } from "../src/memory/persistence.js";
-import { loadModel } from "../src/model/load.js";
 import type { TestModelPreset } from "../src/model/test-model/presets.js";
-import { loadTokenizer } from "../src/model/tokenizer.js";
 import { llamaBenchModel } from "./lib/bench-model.js";
-import { openMemoryEngine } from "./lib/memory-engine.js";
+import { openMemoryEngine, prepareMemoryEngine } from "./lib/memory-engine.js";
 
 const root = join(import.meta.dirname, "../..");
 const option = (name: string) => {
@@ -44,19 +40,9 @@ const NEW_TOKENS = 64;
 
 const directory = await llamaBenchModel(root, preset);
 const backend = await createBackend("webgpu");
-const { model, config } = await loadModel(directory, backend);
-const tokenizer = await loadTokenizer(directory);
-const fingerprints = await fingerprintModel(directory);
-const cacheDir = mkdtempSync(join(tmpdir(), "idle-gpu-bench-"));
-const { memory, engine } = openMemoryEngine({
-  backend,
-  model,
-  tokenizer,
-  modelDirectory: directory,
-  fingerprints,
-  cacheDirectory: cacheDir,
-  kvBudgetBytes: Number(option("kv-mb") ?? 6144) * 2 ** 20,
-});
+const setup = await prepareMemoryEngine(directory, backend, Number(option("kv-mb") ?? 6144) * 2 ** 20);
+const { model, config, cacheDirectory: cacheDir } = setup;
+const { memory, engine } = openMemoryEngine(setup);
 await memory.start();
 process.stdout.write(`idle-gpu benchmark: ${backend.deviceDescription}; ${directory}, ${context} tokens of context\n`);
 
