@@ -495,8 +495,8 @@ export class AgentMemory implements KvMemory {
 
   /**
    * The agent read back from the KV cache, into snapshot buffers (given back by `write`). In batches,
-   * one buffer each: an agent can outgrow the largest typed array (4 GiB; a 32K-token agent of an 8B
-   * model in f16 is 4.3 GB).
+   * one buffer or view each (SnapshotBuffers.takeAll): an agent can outgrow the largest typed array
+   * (4 GiB; a 32K-token agent of an 8B model in f16 is 4.3 GB).
    */
   private async snapshot(agent: HotAgent): Promise<Snapshot> {
     const table = this.paging.blockTable(agent.kvSequence);
