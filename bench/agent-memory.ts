@@ -2,8 +2,12 @@
  * The headline figure: time to first token of an agent's follow-up turn at growing context, from each
  * place its KV can come from, against baselines measured in the same run.
  *   cold     the follow-up prompt with nothing cached (the whole context is prefilled);
- *   hot      the agent's cache in backend memory: only the new tokens are prefilled (median of three),
- *            and once more after a pause of IDLE_MS (the GPU's clocks drop when it idles);
+ *   hot      the agent's cache in backend memory: only the new tokens are prefilled (median of three);
+ *            each turn is sent once the previous one has settled (the engine writes an answer's last
+ *            token's K/V in one more row after its `done`: see Engine.beginSettle), as a client that
+ *            reads the answer before it sends the next turn does; once more sent the moment the
+ *            answer arrives ("at once": it waits for that row), and once more after a pause of
+ *            IDLE_MS (the GPU's clocks drop when it idles);
  *   warm     the agent evicted to disk first, reloaded on the request (median of three);
  *   restart  a new engine and memory over the same cache directory (a server restart);
  *   new-only the prefill of the same number of new tokens with no context at all, median of five
@@ -99,8 +103,10 @@ async function main(): Promise<void> {
   let seed = 7;
   const randomTokens = (count: number) =>
     Array.from({ length: count }, () => 1 + ((seed = (seed * 48271) % 2147483647) % (config.vocabSize - 1)));
-  const ask = (agentId: string, prompt: number[]) =>
-    ttft(
+  /** One turn; unless `atOnce`, sent when every earlier turn has settled (not counted in its time). */
+  const ask = async (agentId: string, prompt: number[], atOnce = false) => {
+    if (!atOnce) await engine.settled();
+    return ttft(
       engine.generate({
         promptTokens: prompt,
         maxTokens: 1,
@@ -109,14 +115,15 @@ async function main(): Promise<void> {
         memory: { agentId, tenant: "bench" },
       }),
     );
+  };
   /** Prefills of a throwaway agent for about `ms`: the GPU's clocks are up when it returns. */
   const keepGpuBusy = async (ms: number) => {
     const until = performance.now() + ms;
     while (performance.now() < until) await ask("busy", randomTokens(512));
   };
   process.stdout.write(`agent-memory benchmark: ${backend.name} on ${backend.deviceDescription}; ${directory}\n`);
-  // Compile the kernels of every shape measured below: a first turn, its follow-up (65 rows over a
-  // cached context) and a short prompt alone. Without it the first row paid for compilation.
+  // Compile the kernels of every shape measured below: a first turn, its settle row, its follow-up
+  // (64 rows over a cached context) and a short prompt alone. Without it the first row paid for compilation.
   const warmupPrompt = randomTokens(600);
   const warmup = await ask("warmup", warmupPrompt);
   await ask("warmup", [...warmupPrompt, ...warmup.tokens, ...randomTokens(NEW_TOKENS)]);
@@ -139,6 +146,9 @@ async function main(): Promise<void> {
     hotRuns: { ms: number; queuedMs: number }[];
     /** One more hot turn, IDLE_MS after the last work: at the GPU's idle clock. */
     hotAfterIdleMs: number;
+    /** One more hot turn, sent the moment the previous answer arrived: it waits for the settle row. */
+    hotAtOnceMs: number;
+    hotAtOnceQueuedMs: number;
     warmMs: number;
     restartMs: number;
     /** Of restartMs, before the first step. */
@@ -173,9 +183,13 @@ async function main(): Promise<void> {
     for (let run = 0; run < TURNS; run++) {
       prompt = [...prompt, ...hot.tokens, ...randomTokens(NEW_TOKENS)];
       hot = await ask(agent, prompt);
-      if (hot.cached !== prompt.length - NEW_TOKENS - 1) throw new Error(`hot turn reused ${hot.cached} tokens`);
+      if (hot.cached !== prompt.length - NEW_TOKENS) throw new Error(`hot turn reused ${hot.cached} tokens`);
       hotRuns.push({ ms: hot.ms, queuedMs: hot.queuedMs });
     }
+    prompt = [...prompt, ...hot.tokens, ...randomTokens(NEW_TOKENS)];
+    hot = await ask(agent, prompt, true);
+    if (hot.cached !== prompt.length - NEW_TOKENS) throw new Error(`hot turn reused ${hot.cached} tokens`);
+    const hotAtOnce = hot;
     // New-only: the median of five fresh agents, each printed with its time before the first step.
     const newOnlyRuns: { ms: number; queuedMs: number }[] = [];
     for (let run = 0; run < NEW_ONLY_RUNS; run++) {
@@ -188,7 +202,7 @@ async function main(): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, IDLE_MS));
     prompt = [...prompt, ...hot.tokens, ...randomTokens(NEW_TOKENS)];
     hot = await ask(agent, prompt);
-    if (hot.cached !== prompt.length - NEW_TOKENS - 1) throw new Error(`hot turn reused ${hot.cached} tokens`);
+    if (hot.cached !== prompt.length - NEW_TOKENS) throw new Error(`hot turn reused ${hot.cached} tokens`);
     const hotAfterIdle = hot;
     // Warm: evicted to disk, then the next turn; three times (each turn a little longer), the median
     // kept, as `dd` below is the median of three reads. Each turn's reload is counted from the
@@ -205,7 +219,7 @@ async function main(): Promise<void> {
       prompt = [...prompt, ...(run === 0 ? hot.tokens : warm.tokens), ...randomTokens(NEW_TOKENS)];
       const before = memory.stats();
       warm = await ask(agent, prompt);
-      if (warm.cached !== prompt.length - NEW_TOKENS - 1) throw new Error(`warm turn reused ${warm.cached} tokens`);
+      if (warm.cached !== prompt.length - NEW_TOKENS) throw new Error(`warm turn reused ${warm.cached} tokens`);
       warmRuns.push({ ms: warm.ms, queuedMs: warm.queuedMs, reload: reloadParts(before, memory.stats()) });
     }
     await memory.evictAgent("bench", agent);
@@ -219,6 +233,8 @@ async function main(): Promise<void> {
       hotQueuedMs: median(hotRuns, (run) => run.ms).queuedMs,
       hotRuns,
       hotAfterIdleMs: hotAfterIdle.ms,
+      hotAtOnceMs: hotAtOnce.ms,
+      hotAtOnceQueuedMs: hotAtOnce.queuedMs,
       warmMs,
       restartMs: 0,
       restartQueuedMs: 0,
@@ -228,7 +244,7 @@ async function main(): Promise<void> {
       warmRuns,
     });
     process.stdout.write(
-      `  ${context}: cold ${cold.ms.toFixed(0)} ms, hot ${hotRuns.map((run) => `${run.ms.toFixed(1)} (${run.queuedMs.toFixed(1)} before its step)`).join(" / ")} ms, after ${IDLE_MS / 1000} s idle ${hotAfterIdle.ms.toFixed(1)} ms, warm ${warmRuns.map((run) => `${run.ms.toFixed(1)} (${run.queuedMs.toFixed(1)} before its step, reload ${run.reload.reloadMs.toFixed(1)})`).join(" / ")} ms; median reload ${describeReload(reload)}\n`,
+      `  ${context}: cold ${cold.ms.toFixed(0)} ms, hot ${hotRuns.map((run) => `${run.ms.toFixed(1)} (${run.queuedMs.toFixed(1)} before its step)`).join(" / ")} ms, at once ${hotAtOnce.ms.toFixed(1)} (${hotAtOnce.queuedMs.toFixed(1)} before its step), after ${IDLE_MS / 1000} s idle ${hotAfterIdle.ms.toFixed(1)} ms, warm ${warmRuns.map((run) => `${run.ms.toFixed(1)} (${run.queuedMs.toFixed(1)} before its step, reload ${run.reload.reloadMs.toFixed(1)})`).join(" / ")} ms; median reload ${describeReload(reload)}\n`,
     );
   }
 
@@ -245,7 +261,7 @@ async function main(): Promise<void> {
     const before = memory.stats();
     const restarted = await ask(`agent-${row.context}`, prompt);
     row.restartReload = reloadParts(before, memory.stats());
-    if (restarted.cached !== prompt.length - NEW_TOKENS - 1) throw new Error(`restart reused ${restarted.cached}`);
+    if (restarted.cached !== prompt.length - NEW_TOKENS) throw new Error(`restart reused ${restarted.cached}`);
     row.restartMs = restarted.ms;
     row.restartQueuedMs = restarted.queuedMs;
     process.stdout.write(
@@ -284,6 +300,7 @@ async function main(): Promise<void> {
     "context",
     "cold ms",
     "hot ms",
+    "hot at once ms",
     "hot after idle ms",
     "warm ms",
     "restart ms",
@@ -297,6 +314,7 @@ async function main(): Promise<void> {
       row.context,
       row.coldMs.toFixed(0),
       row.hotMs.toFixed(1),
+      row.hotAtOnceMs.toFixed(1),
       row.hotAfterIdleMs.toFixed(1),
       row.warmMs.toFixed(1),
       row.restartMs.toFixed(1),

@@ -61,6 +61,8 @@ export class Engine {
   private shortOfBlocks = 0;
   private loop: Promise<void> | null = null;
   private disposed = false;
+  /** Finished requests still writing their last token's K/V (beginSettle), and what ends the wait. */
+  private readonly settling = new Map<Sequence, { done: Promise<void>; resolve: () => void }>();
 
   constructor(
     private readonly backend: Backend,
@@ -155,6 +157,14 @@ export class Engine {
     this.kick();
   }
 
+  /**
+   * Resolves when every finished request has written its last token's K/V and handed its cache to the
+   * memory: what a client that waits a step before its next turn sees (benchmarks, tests).
+   */
+  async settled(): Promise<void> {
+    await Promise.all([...this.settling.values()].map((settle) => settle.done));
+  }
+
   /** Stop taking requests, cancel what is queued or running, and free the KV store. */
   async dispose(): Promise<void> {
     this.disposed = true;
@@ -202,13 +212,38 @@ export class Engine {
     for (const list of [this.waiting, this.running]) {
       for (let i = list.length - 1; i >= 0; i--) {
         const sequence = list[i]!;
+        if (sequence.cancelled && sequence.phase === "settle") sequence.phase = "finished";
         if (sequence.cancelled && sequence.phase !== "finished") sequence.finish("cancelled", null);
         if (sequence.phase !== "finished") continue;
         if (sequence.kvSequence !== null) this.handBack(sequence);
         sequence.kvSequence = null;
+        // A settled agent's cache is with the memory: its follow-up may look it up now.
+        this.settling.get(sequence)?.resolve();
+        this.settling.delete(sequence);
         list.splice(i, 1);
       }
     }
+  }
+
+  /**
+   * A request of a named agent has just finished, and the last token it generated was sampled but
+   * never fed back: its K/V is missing. The agent's next turn resends that token, so a follow-up of 64
+   * new tokens became 65 rows, and the odd row cost every projection once more as a matrix-vector
+   * product, and its attention a second kernel, on the way to the next first token. Instead the
+   * sequence stays in the batch for one more row (batched with whatever else runs) while the client
+   * reads the answer, and goes to the memory after it. This runs in the step that sent its `done`,
+   * before the client can send a follow-up; the memory makes that follow-up wait for the row.
+   */
+  private beginSettle(sequence: Sequence): void {
+    const scope = sequence.request.memory;
+    if (!this.memory || !scope || scope.agentId === null || sequence.cancelled) return;
+    const kv = sequence.kvSequence!;
+    if (this.paging.length(kv) !== sequence.promptLength + sequence.generated.length - 1) return;
+    sequence.phase = "settle";
+    let resolve!: () => void;
+    const done = new Promise<void>((r) => (resolve = r));
+    this.settling.set(sequence, { done, resolve });
+    this.memory.settling(scope, done);
   }
 
   /** The sequence's KV goes to memory (to keep for the agent) or back to the free blocks. */
@@ -219,7 +254,7 @@ export class Engine {
       this.paging.free(kv);
       return;
     }
-    // K/V are written for the prompt and every generated token but the last (it was never fed back).
+    // K/V are written for the prompt and every generated token (the last one only once settled).
     const tokens = [...sequence.request.promptTokens, ...sequence.generated].slice(0, this.paging.length(kv));
     this.memory.release(scope, kv, tokens, sequence.failed ? "error" : (sequence.finishReason ?? "cancelled"));
   }
@@ -229,10 +264,12 @@ export class Engine {
     const blockSize = this.paging.blockSize;
     const blocksFor = (tokens: number) => Math.ceil(tokens / blockSize);
     // Blocks the running sequences may still claim for their prompts plus one decode token.
+    // (A decoding sequence past its first token claims nothing more; a settling one its last row.)
     let claimed = 0;
     for (const sequence of this.running) {
       const kvLength = sequence.kvSequence === null ? 0 : this.paging.length(sequence.kvSequence);
-      claimed += blocksFor(sequence.promptLength + 1) - blocksFor(kvLength);
+      const wanted = sequence.phase === "settle" ? kvLength + 1 : sequence.promptLength + 1;
+      claimed += Math.max(0, blocksFor(wanted) - blocksFor(kvLength));
     }
     while (this.waiting.length > 0 && this.running.length < this.options.maxBatchSize) {
       const next = this.waiting[0]!;
@@ -255,6 +292,8 @@ export class Engine {
     for (const sequence of this.running) {
       if (sequence.phase === "decode") {
         entries.push({ sequence, tokens: [sequence.generated.at(-1)!], sample: true });
+      } else if (sequence.phase === "settle") {
+        entries.push({ sequence, tokens: [sequence.generated.at(-1)!], sample: false });
       }
     }
     let budget = this.options.prefillStepSize;
@@ -281,6 +320,11 @@ export class Engine {
         slots = this.paging.append(kv, entry.tokens.length);
       } catch (error) {
         if (!(error instanceof OutOfKvBlocksError)) throw error;
+        if (entry.sequence.phase === "settle") {
+          // No block for the settle row: the cache goes back without its last token.
+          entry.sequence.phase = "finished";
+          continue;
+        }
         // Admission reserves prompts; only decode growth can run out. That sequence ends here.
         entry.sequence.events.fail(
           new GenerationError(
@@ -343,12 +387,16 @@ export class Engine {
     let sampled = 0;
     for (const entry of entries) {
       const { sequence } = entry;
+      if (sequence.phase === "settle") {
+        sequence.phase = "finished";
+        continue;
+      }
       if (sequence.phase === "prefill") sequence.prefilled += entry.tokens.length;
       if (!entry.sample) continue;
       const token = tokens[sampled++]!;
       if (sequence.cancelled) continue;
       sequence.phase = "decode";
-      sequence.acceptToken(token);
+      if (sequence.acceptToken(token) !== null) this.beginSettle(sequence);
     }
   }
 

@@ -35,6 +35,12 @@ export interface KvMemory {
    * from here: it keeps it for the agent or frees it.
    */
   release(scope: MemoryScope, kvSequence: SequenceId, tokens: readonly number[], outcome: FinishReason | "error"): void;
+  /**
+   * A named agent's request has ended but its cache comes back (release) only when `settled`
+   * resolves, after one more row writes its last generated token's K/V. Until then the agent's next
+   * lookup, eviction or deletion waits: it would otherwise miss that turn.
+   */
+  settling(scope: MemoryScope, settled: Promise<void>): void;
   /** Free at least `blocks` KV blocks by evicting idle caches, if it can; resolves to how many it freed. */
   reclaim(blocks: number): Promise<number>;
 }

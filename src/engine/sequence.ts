@@ -39,11 +39,11 @@ export class EventChannel implements AsyncIterable<GenerationEvent> {
       for (;;) {
         const event = this.queued.shift();
         if (event) {
+          // A consumer that stops at `done` has not abandoned anything (a finished request may still
+          // be settling its agent's cache, which a cancel would cut short).
+          if (event.type === "done") finished = true;
           yield event;
-          if (event.type === "done") {
-            finished = true;
-            return;
-          }
+          if (finished) return;
           continue;
         }
         if (this.failure) {
@@ -64,7 +64,11 @@ export class EventChannel implements AsyncIterable<GenerationEvent> {
   }
 }
 
-export type Phase = "waiting" | "prefill" | "decode" | "finished";
+/**
+ * "settle": the request has ended (its `done` is sent) and one more row writes its last generated
+ * token's K/V before the agent's cache goes back to the memory (see settle.ts).
+ */
+export type Phase = "waiting" | "prefill" | "decode" | "settle" | "finished";
 
 export class Sequence {
   phase: Phase = "waiting";
@@ -129,7 +133,7 @@ export class Sequence {
 
   /** End the sequence: release held text (unless a stop string ended it) and send `done`. */
   finish(reason: FinishReason, stopSequence: string | null, lastText = ""): FinishReason {
-    if (this.phase === "finished") return reason;
+    if (this.phase === "finished" || this.phase === "settle") return reason;
     this.phase = "finished";
     let rest = lastText;
     if (reason !== "stop_sequence") {

@@ -115,6 +115,8 @@ export class AgentMemory implements KvMemory {
   private readonly pendingSaves = new Set<Promise<void>>();
   /** Reloads in flight, so two requests of one agent read its file once. */
   private readonly reloading = new Map<string, Promise<HotAgent | undefined>>();
+  /** Ended requests that hand their cache back after one more row (KvMemory.settling), by agent. */
+  private readonly settlingAgents = new Map<string, { tenant: string; settled: Promise<void> }>();
   private readonly counters: Omit<MemoryStats, "hotAgents" | "warmAgents" | "hotBytes" | "warmBytes"> = {
     requests: 0,
     hits: { hot: 0, warm: 0, shared: 0 },
@@ -165,6 +167,8 @@ export class AgentMemory implements KvMemory {
   }
 
   async acquire(scope: MemoryScope, promptTokens: readonly number[]): Promise<PrefixReuse> {
+    // A follow-up that arrives while the previous turn settles waits for it (one row) and reuses it all.
+    if (scope.agentId !== null) await this.settledAgent(scope.tenant, scope.agentId);
     const limit = promptTokens.length - 1;
     const blockSize = this.paging.blockSize;
     let agent = scope.agentId === null ? undefined : this.hot.get(key(scope.tenant, scope.agentId));
@@ -196,6 +200,8 @@ export class AgentMemory implements KvMemory {
       else tier = null;
     }
     const known = agent ? { hashes: agent.hashes, blocks: Math.floor(reusedPrefix / blockSize) } : null;
+    // Blocks another agent of the tenant is about to hand back count too (it takes one row).
+    await this.settledTenant(scope.tenant);
     const sharedBlocks = this.shared.lookup(blockHashes(scope.tenant, promptTokens.slice(0, limit), blockSize, known));
     if (sharedBlocks.length * blockSize > reused) {
       if (kvSequence !== null) this.paging.free(kvSequence);
@@ -266,6 +272,31 @@ export class AgentMemory implements KvMemory {
     this.updateGauges();
   }
 
+  settling(scope: MemoryScope, settled: Promise<void>): void {
+    if (scope.agentId === null) return;
+    const agentKey = key(scope.tenant, scope.agentId);
+    const earlier = this.settlingAgents.get(agentKey)?.settled;
+    const all = earlier ? Promise.all([earlier, settled]).then(() => undefined) : settled;
+    this.settlingAgents.set(agentKey, { tenant: scope.tenant, settled: all });
+    void all.then(() => {
+      if (this.settlingAgents.get(agentKey)?.settled === all) this.settlingAgents.delete(agentKey);
+    });
+  }
+
+  /**
+   * Resolves once the agent has no turn settling (at once when it has none): what the Agent API
+   * waits for before it describes an agent, so that it never shows the state before the last answer.
+   */
+  async settledAgent(tenant: string, agentId: string): Promise<void> {
+    await this.settlingAgents.get(key(tenant, agentId))?.settled;
+  }
+
+  /** Resolves once no agent of the tenant has a turn settling. */
+  async settledTenant(tenant: string): Promise<void> {
+    const pending = [...this.settlingAgents.values()].filter((entry) => entry.tenant === tenant);
+    await Promise.all(pending.map((entry) => entry.settled));
+  }
+
   async reclaim(blocks: number): Promise<number> {
     if (!this.options.lruEvictionEnabled) return 0;
     const before = this.paging.freeBlockCount;
@@ -279,6 +310,7 @@ export class AgentMemory implements KvMemory {
 
   /** Write every changed hot agent and wait for writes in flight (at shutdown). */
   async flush(): Promise<void> {
+    await Promise.all([...this.settlingAgents.values()].map((entry) => entry.settled));
     if (this.store) {
       for (const agent of this.hot.values()) if (agent.dirty) await this.save(agent);
     }
@@ -338,6 +370,7 @@ export class AgentMemory implements KvMemory {
 
   /** Move an idle agent from memory to disk now (the Agent API's "evict"); false when it is not hot. */
   async evictAgent(tenant: string, agentId: string): Promise<boolean> {
+    await this.settledAgent(tenant, agentId);
     const agent = this.hot.get(key(tenant, agentId));
     if (!agent || agent.inUse > 0) return false;
     await this.evict(agent, "on request");
@@ -347,6 +380,8 @@ export class AgentMemory implements KvMemory {
 
   /** Forget an agent in every tier; true when there was something to forget. */
   async delete(tenant: string, agentId: string): Promise<boolean> {
+    // A turn still settling would bring the agent back after it was forgotten.
+    await this.settledAgent(tenant, agentId);
     const agent = this.hot.get(key(tenant, agentId));
     if (agent) {
       this.paging.free(agent.kvSequence);

@@ -84,10 +84,10 @@ export function mountProtocolRoutes(app: H3, options: RouteOptions): void {
   app.post("/v1/agents", (event) =>
     respond(event, createAgent(memoryOf(), requestInfo(event).tenant, requestInfo(event).body)),
   );
-  app.get("/v1/agents", (event) => respond(event, listAgents(memoryOf(), requestInfo(event).tenant)));
+  app.get("/v1/agents", async (event) => respond(event, await listAgents(memoryOf(), requestInfo(event).tenant)));
   app.get("/v1/agents/stats", (event) => respond(event, agentStats(memoryOf())));
-  app.get("/v1/agents/:agent_id", (event) =>
-    respond(event, getAgent(memoryOf(), requestInfo(event).tenant, agentIdParam(event))),
+  app.get("/v1/agents/:agent_id", async (event) =>
+    respond(event, await getAgent(memoryOf(), requestInfo(event).tenant, agentIdParam(event))),
   );
   app.delete("/v1/agents/:agent_id", async (event) =>
     respond(event, await deleteAgent(memoryOf(), requestInfo(event).tenant, agentIdParam(event))),

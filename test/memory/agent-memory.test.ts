@@ -7,184 +7,21 @@
  */
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Backend, KvStorage } from "../../backends/contract.js";
-import { createBackend } from "../../backends/registry.js";
-import { Engine, type EngineOptions } from "../../src/engine/engine.js";
-import type { GenerationEvent } from "../../src/engine/events.js";
-import type { MemoryScope } from "../../src/engine/kv-memory.js";
-import { samplingParams } from "../../src/engine/sampling.js";
-import { createLogger } from "../../src/logging.js";
-import type { LanguageModel } from "../../src/model/architecture.js";
-import { loadModel } from "../../src/model/load.js";
+import { describe, expect, it } from "vitest";
 import { SafetensorsFile } from "../../src/model/safetensors.js";
-import { loadTokenizer, type ModelTokenizer } from "../../src/model/tokenizer.js";
-import { AgentMemory } from "../../src/memory/agent-memory.js";
-import { AgentStore, fingerprintModel } from "../../src/memory/persistence.js";
-import { scratchDir, testModelDirectory } from "../support/cli.js";
-
-const GREEDY = samplingParams({ temperature: 0 });
-const FLOAT: KvStorage = { kind: "float", dtype: "f32" };
-/** How far (relative to a block's largest value) a cached block may be from an uncached run's. */
-const KV_TOLERANCE = 1e-5;
-
-interface Turn {
-  tokens: number[];
-  cached: number;
-}
-
-async function collect(events: AsyncIterable<GenerationEvent>): Promise<Turn> {
-  const tokens: number[] = [];
-  for await (const event of events) {
-    if (event.type === "delta") tokens.push(...event.tokenIds);
-    else if (event.type === "done") return { tokens, cached: event.usage.cachedTokens };
-  }
-  throw new Error("no done event");
-}
+import { AgentStore } from "../../src/memory/persistence.js";
+import { scratchDir } from "../support/cli.js";
+import { useMemoryFixture, type Turn } from "../support/memory-fixture.js";
 
 describe("agent KV memory", () => {
-  let backend: Backend;
-  let model: LanguageModel;
-  let tokenizer: ModelTokenizer;
-  let directory: string;
-  let fingerprints: { weights: string; tokenizer: string };
-  const logger = createLogger("ERROR");
-  const base: EngineOptions = {
-    maxBatchSize: 4,
-    prefillStepSize: 64,
-    maxContextLength: 0,
-    kvBudgetBytes: 4 * 2 ** 20,
-    kvStorage: FLOAT,
-  };
-  const engines: Engine[] = [];
-
-  beforeAll(async () => {
-    directory = testModelDirectory();
-    backend = await createBackend("webgpu");
-    model = (await loadModel(directory, backend, { progressStream: null })).model;
-    tokenizer = await loadTokenizer(directory);
-    fingerprints = await fingerprintModel(directory);
-    system = text("You are a careful agent. Tools: read_file, write_file, run_tests. Keep answers short and exact.");
-  }, 120_000);
-  afterAll(async () => {
-    for (const engine of engines) await engine.dispose();
-    model?.dispose();
-  });
-
-  function engineWith(
-    options: Partial<EngineOptions> & {
-      cacheDir?: string;
-      maxAgents?: number;
-      snapshotBatchBytes?: number;
-      snapshotKeepBytes?: number;
-    } = {},
-  ) {
-    const memory = new AgentMemory({
-      maxAgentsInMemory: options.maxAgents ?? 10,
-      lruEvictionEnabled: true,
-      warm: options.cacheDir
-        ? {
-            directory: options.cacheDir,
-            modelId: directory,
-            weightsFingerprint: fingerprints.weights,
-            tokenizerFingerprint: fingerprints.tokenizer,
-            backend: backend.name,
-          }
-        : null,
-      logger,
-      snapshotBatchBytes: options.snapshotBatchBytes,
-      snapshotKeepBytes: options.snapshotKeepBytes,
-    });
-    const engine = new Engine(backend, model, tokenizer, { ...base, ...options }, memory);
-    engines.push(engine);
-    return { engine, memory };
-  }
-
-  /** Bytes of one 16-token f32 KV block of the fixture model. */
-  const blockBytes = () => {
-    const { layers, kvHeads, headDim } = model.kvGeometry;
-    return 2 * layers * kvHeads * headDim * 16 * 4;
-  };
-
-  /** The same request on an engine without memory: what any cached run must reproduce. */
-  let plain: Engine;
-  const reference = async (prompt: number[], maxTokens = 12) => {
-    plain ??= (() => {
-      const engine = new Engine(backend, model, tokenizer, base);
-      engines.push(engine);
-      return engine;
-    })();
-    return (await collect(plain.generate({ promptTokens: prompt, maxTokens, sampling: GREEDY, ignoreEos: true })))
-      .tokens;
-  };
-
-  /**
-   * What an agent holds, read from the file its eviction writes: its token ids, and its full blocks as
-   * f32 (the last, partial block's unused rows hold whatever the block held before, so it is left out).
-   */
-  const heldKv = async (memory: AgentMemory, cacheDir: string, tenant: string, agentId: string) => {
-    expect(await memory.evictAgent(tenant, agentId)).toBe(true);
-    return fileKv(cacheDir, tenant, agentId);
-  };
-
-  /** The token ids and full blocks (f32) of an agent's file. */
-  const fileKv = async (cacheDir: string, tenant: string, agentId: string) => {
-    const file = await SafetensorsFile.open(join(cacheDir, AgentStore.fileName(tenant, agentId)));
-    try {
-      const tokens = [...new Uint32Array((await file.read("tokens")).buffer)];
-      const blocks: Float32Array[] = [];
-      for (let i = 0; i < Math.floor(tokens.length / 16); i++) {
-        blocks.push(new Float32Array((await file.read(`block.${i}`)).buffer));
-      }
-      return { tokens, blocks };
-    } finally {
-      await file.close();
-    }
-  };
-
-  /**
-   * The oracle for where an agent's K/V came from. The fixture model's greedy output barely depends
-   * on its context, so equal output would not show a block out of place; the K/V itself does. A fresh
-   * engine prefills `prompt` with no cache and answers it, and every full block the agent holds must
-   * match that run's block at the same position, up to f32 rounding (the two runs split the work into
-   * different chunks). A misplaced, stale or duplicated block differs by the size of the values.
-   */
-  const expectKvOfUncachedRun = async (
-    held: { tokens: number[]; blocks: Float32Array[] },
-    prompt: number[],
-    maxTokens = 12,
-  ) => {
-    const cacheDir = scratchDir();
-    const { engine, memory } = engineWith({ cacheDir });
-    await ask(engine, { agentId: "uncached", tenant: "oracle" }, prompt, maxTokens);
-    const expected = await heldKv(memory, cacheDir, "oracle", "uncached");
-    expect(held.tokens).toEqual(expected.tokens);
-    expect(held.blocks.length).toBeGreaterThanOrEqual(2);
-    held.blocks.forEach((block, i) => {
-      const want = expected.blocks[i]!;
-      let largest = 0;
-      let worst = 0;
-      for (let j = 0; j < want.length; j++) {
-        largest = Math.max(largest, Math.abs(want[j]!));
-        worst = Math.max(worst, Math.abs(block[j]! - want[j]!));
-      }
-      expect(worst, `block ${i}: largest difference ${worst} of values up to ${largest}`).toBeLessThanOrEqual(
-        KV_TOLERANCE * largest,
-      );
-    });
-  };
-
-  const ask = (engine: Engine, scope: MemoryScope | undefined, prompt: number[], maxTokens = 12) =>
-    collect(engine.generate({ promptTokens: prompt, maxTokens, sampling: GREEDY, ignoreEos: true, memory: scope }));
-
-  const text = (words: string) => tokenizer.encode(words, { addSpecialTokens: false });
-  let system: number[];
+  const { engineWith, blockBytes, ask, reference, fileKv, heldKv, expectKvOfUncachedRun, text, system } =
+    useMemoryFixture();
 
   it("reuses exactly the cached tokens turn after turn, generated tokens included, with unchanged output", async () => {
     const cacheDir = scratchDir();
     const { engine, memory } = engineWith({ cacheDir });
     const scope = { agentId: "agent-a", tenant: "t1" };
-    const turn1Prompt = [...system, ...text(" User: list the files.")];
+    const turn1Prompt = [...system(), ...text(" User: list the files.")];
     const turn1 = await ask(engine, scope, turn1Prompt);
     expect(turn1.cached).toBe(0);
     expect(turn1.tokens).toEqual(await reference(turn1Prompt));
@@ -192,13 +29,14 @@ describe("agent KV memory", () => {
     // The next turn resends everything, the model's answer included, and adds a little.
     const turn2Prompt = [...turn1Prompt, ...turn1.tokens, ...text(" User: now run the tests.")];
     const turn2 = await ask(engine, scope, turn2Prompt);
-    // Every token but the last generated one has its K/V cached (that one was never fed back).
-    expect(turn2.cached).toBe(turn1Prompt.length + turn1.tokens.length - 1);
+    // Every token has its K/V cached, the last generated one too: it was fed back once the answer was
+    // out, and this turn, sent the moment that answer arrived, waited for it.
+    expect(turn2.cached).toBe(turn1Prompt.length + turn1.tokens.length);
     expect(turn2.tokens).toEqual(await reference(turn2Prompt));
 
     const turn3Prompt = [...turn2Prompt, ...turn2.tokens, ...text(" User: thanks.")];
     const turn3 = await ask(engine, scope, turn3Prompt);
-    expect(turn3.cached).toBe(turn2Prompt.length + turn2.tokens.length - 1);
+    expect(turn3.cached).toBe(turn2Prompt.length + turn2.tokens.length);
     expect(turn3.tokens).toEqual(await reference(turn3Prompt));
     await expectKvOfUncachedRun(await heldKv(memory, cacheDir, "t1", "agent-a"), turn3Prompt);
   }, 60_000);
@@ -207,9 +45,9 @@ describe("agent KV memory", () => {
     const cacheDir = scratchDir();
     const { engine, memory } = engineWith({ cacheDir });
     const scope = { agentId: "agent-b", tenant: "t1" };
-    const first = [...system, ...text(" User: describe the repository layout in detail.")];
+    const first = [...system(), ...text(" User: describe the repository layout in detail.")];
     await ask(engine, scope, first);
-    const edited = [...system, ...text(" User: describe the test layout instead.")];
+    const edited = [...system(), ...text(" User: describe the test layout instead.")];
     let common = 0;
     while (first[common] === edited[common]) common++;
     const turn = await ask(engine, scope, edited);
@@ -221,10 +59,10 @@ describe("agent KV memory", () => {
   it("shares full blocks of a common prefix between agents of one tenant, never across tenants", async () => {
     const cacheDir = scratchDir();
     const { engine, memory } = engineWith({ cacheDir });
-    const prompt = (question: string) => [...system, ...text(question)];
+    const prompt = (question: string) => [...system(), ...text(question)];
     await ask(engine, { agentId: "first", tenant: "t1" }, prompt(" User: hello."));
     const second = await ask(engine, { agentId: "second", tenant: "t1" }, prompt(" User: something else."));
-    const sharedBlocks = Math.floor(Math.min(system.length, prompt(" User: something else.").length - 1) / 16);
+    const sharedBlocks = Math.floor(Math.min(system().length, prompt(" User: something else.").length - 1) / 16);
     expect(second.cached).toBe(sharedBlocks * 16);
     expect(second.tokens).toEqual(await reference(prompt(" User: something else.")));
     await expectKvOfUncachedRun(await heldKv(memory, cacheDir, "t1", "second"), prompt(" User: something else."));
@@ -247,7 +85,7 @@ describe("agent KV memory", () => {
       kvBudgetBytes: 10 * blockBytes(),
       snapshotBatchBytes: 2 * blockBytes(),
     });
-    const prompts = ["one", "two", "three"].map((name) => [...text(`Agent ${name} speaks. `), ...system]);
+    const prompts = ["one", "two", "three"].map((name) => [...text(`Agent ${name} speaks. `), ...system()]);
     const firstTurns = [];
     for (const [index, prompt] of prompts.entries()) {
       firstTurns.push(await ask(engine, { agentId: `agent-${index}`, tenant: "t1" }, prompt));
@@ -261,7 +99,7 @@ describe("agent KV memory", () => {
 
     const followUp = [...prompts[0]!, ...firstTurns[0]!.tokens, ...text(" Continue.")];
     const reloaded = await ask(engine, { agentId: "agent-0", tenant: "t1" }, followUp);
-    expect(reloaded.cached).toBe(prompts[0]!.length + firstTurns[0]!.tokens.length - 1);
+    expect(reloaded.cached).toBe(prompts[0]!.length + firstTurns[0]!.tokens.length);
     expect(reloaded.tokens).toEqual(await reference(followUp));
     const afterReload = memory.stats();
     expect(afterReload.hits.warm).toBe(1);
@@ -285,7 +123,7 @@ describe("agent KV memory", () => {
     ).toEqual(["agent-0", "agent-1", "agent-2"]);
     const followUp2 = [...prompts[2]!, ...firstTurns[2]!.tokens, ...text(" Continue.")];
     const afterRestart = await ask(restarted.engine, { agentId: "agent-2", tenant: "t1" }, followUp2);
-    expect(afterRestart.cached).toBe(prompts[2]!.length + firstTurns[2]!.tokens.length - 1);
+    expect(afterRestart.cached).toBe(prompts[2]!.length + firstTurns[2]!.tokens.length);
     expect(afterRestart.tokens).toEqual(await reference(followUp2));
     await expectKvOfUncachedRun(await heldKv(restarted.memory, cacheDir, "t1", "agent-2"), followUp2);
   }, 60_000);
@@ -293,7 +131,7 @@ describe("agent KV memory", () => {
   it("an agent read back in several batches is written exactly as one read back at once", async () => {
     // The tiny fixture model's greedy output barely depends on which K/V it attends to, so the output
     // checks above would not notice blocks out of place: compare the files' blocks byte for byte.
-    const prompt = [...text("Agent batch speaks at some length, so that it fills several blocks. "), ...system];
+    const prompt = [...text("Agent batch speaks at some length, so that it fills several blocks. "), ...system()];
     const blocksOf = async (snapshotBatchBytes: number | undefined) => {
       const cacheDir = scratchDir();
       const { engine, memory } = engineWith({ cacheDir, snapshotBatchBytes });
@@ -328,7 +166,7 @@ describe("agent KV memory", () => {
     });
     const agents = ["first", "second", "third"].map((name, index) => ({
       id: `at-once-${index}`,
-      prompt: [...text(`The ${name} agent speaks at length. `), ...system],
+      prompt: [...text(`The ${name} agent speaks at length. `), ...system()],
     }));
     for (let round = 0; round < 2; round++) {
       // Round 0 starts the agents; round 1 reloads them and adds a turn, so they are written again
@@ -350,7 +188,7 @@ describe("agent KV memory", () => {
     const cacheDir = scratchDir();
     const { engine, memory } = engineWith({ cacheDir });
     const scope = { agentId: "rotten", tenant: "t1" };
-    const prompt = [...text("A private preamble nobody else has. "), ...system, ...text(" User: hi.")];
+    const prompt = [...text("A private preamble nobody else has. "), ...system(), ...text(" User: hi.")];
     const first = await ask(engine, scope, prompt);
     expect(await memory.evictAgent("t1", "rotten")).toBe(true);
     const path = join(cacheDir, AgentStore.fileName("t1", "rotten"));
@@ -370,12 +208,12 @@ describe("agent KV memory", () => {
   it("deleting an agent removes it from memory and disk", async () => {
     const cacheDir = scratchDir();
     const { engine, memory } = engineWith({ cacheDir });
-    await ask(engine, { agentId: "gone", tenant: "t1" }, [...system, ...text(" User: hi.")]);
+    await ask(engine, { agentId: "gone", tenant: "t1" }, [...system(), ...text(" User: hi.")]);
     await memory.flush();
     expect(memory.get("t1", "gone")?.tier).toBe("hot");
     expect(await memory.delete("t1", "gone")).toBe(true);
     expect(memory.get("t1", "gone")).toBeNull();
-    const again = await ask(engine, { agentId: "gone", tenant: "t1" }, [...system, ...text(" User: hi.")]);
-    expect(again.cached).toBe(Math.floor((system.length + text(" User: hi.").length - 1) / 16) * 16);
+    const again = await ask(engine, { agentId: "gone", tenant: "t1" }, [...system(), ...text(" User: hi.")]);
+    expect(again.cached).toBe(Math.floor((system().length + text(" User: hi.").length - 1) / 16) * 16);
   }, 60_000);
 });

@@ -84,7 +84,7 @@ describe("the Agent API", () => {
     expect(first!.body.tokens_generated).toBe(16);
     expect(first!.body.finish_reason).toBe("length");
     expect(typeof first!.body.text).toBe("string");
-    expect(first!.body.cache_size_tokens).toBe(first!.body.prompt_tokens + 15);
+    expect(first!.body.cache_size_tokens).toBe(first!.body.prompt_tokens + 16);
 
     // The second prompt extends the first: its shared start comes from the agent's cache.
     expect(second!.status).toBe(200);

@@ -92,16 +92,20 @@ export function createAgent(memory: AgentMemory, tenant: string, body: unknown):
   return json(agentJson(memory.get(tenant, agentId)!), 201);
 }
 
-export function listAgents(memory: AgentMemory, tenant: string): ProtocolResponse {
+export async function listAgents(memory: AgentMemory, tenant: string): Promise<ProtocolResponse> {
+  await memory.settledTenant(tenant);
   const agents = memory.list(tenant).map(agentJson);
   return json({ agents, total: agents.length });
 }
 
-export function getAgent(memory: AgentMemory, tenant: string, agentId: string): ProtocolResponse {
+export async function getAgent(memory: AgentMemory, tenant: string, agentId: string): Promise<ProtocolResponse> {
+  // Right after an answer the agent's last token is still being written: describe it once it is.
+  await memory.settledAgent(tenant, checkedId(agentId));
   return json(agentJson(existing(memory, tenant, agentId)));
 }
 
 export async function deleteAgent(memory: AgentMemory, tenant: string, agentId: string): Promise<ProtocolResponse> {
+  await memory.settledAgent(tenant, checkedId(agentId));
   existing(memory, tenant, agentId);
   await memory.delete(tenant, agentId);
   return json({ agent_id: agentId, deleted: true });
@@ -180,7 +184,8 @@ export async function generateForAgent(
     tokens_generated: usage.generatedTokens,
     prompt_tokens: usage.promptTokens,
     cached_tokens: usage.cachedTokens,
-    // The agent's KV now covers the prompt and every generated token but the last (never fed back).
-    cache_size_tokens: usage.promptTokens + Math.max(0, usage.generatedTokens - 1),
+    // The agent's KV covers the prompt and every generated token once the last one's row has run,
+    // right after this answer (Engine.beginSettle); a lookup of the agent waits for that row.
+    cache_size_tokens: usage.promptTokens + usage.generatedTokens,
   });
 }
