@@ -377,6 +377,12 @@ export class Engine {
     } catch (error) {
       const reason = this.backend.failure ?? (error instanceof Error ? error.message : String(error));
       for (const { sequence } of entries) {
+        if (sequence.phase === "settle") {
+          // Its answer is out and its cache was whole before this step: only the row is lost.
+          this.paging.trim(sequence.kvSequence!, sequence.promptLength + sequence.generated.length - 1);
+          sequence.phase = "finished";
+          continue;
+        }
         sequence.events.fail(new GenerationError(`generation failed: ${reason}`));
         sequence.phase = "finished";
         sequence.failed = true;

@@ -81,8 +81,8 @@ export function mountProtocolRoutes(app: H3, options: RouteOptions): void {
   );
 
   const memoryOf = () => runtime.require().parts.memory;
-  app.post("/v1/agents", (event) =>
-    respond(event, createAgent(memoryOf(), requestInfo(event).tenant, requestInfo(event).body)),
+  app.post("/v1/agents", async (event) =>
+    respond(event, await createAgent(memoryOf(), requestInfo(event).tenant, requestInfo(event).body)),
   );
   app.get("/v1/agents", async (event) => respond(event, await listAgents(memoryOf(), requestInfo(event).tenant)));
   app.get("/v1/agents/stats", (event) => respond(event, agentStats(memoryOf())));

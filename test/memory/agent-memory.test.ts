@@ -61,6 +61,8 @@ describe("agent KV memory", () => {
     const { engine, memory } = engineWith({ cacheDir });
     const prompt = (question: string) => [...system(), ...text(question)];
     await ask(engine, { agentId: "first", tenant: "t1" }, prompt(" User: hello."));
+    // Sent the moment the first answer arrives: the first agent's blocks are named once its settle row
+    // has run, and the lookup waits for it.
     const second = await ask(engine, { agentId: "second", tenant: "t1" }, prompt(" User: something else."));
     const sharedBlocks = Math.floor(Math.min(system().length, prompt(" User: something else.").length - 1) / 16);
     expect(second.cached).toBe(sharedBlocks * 16);

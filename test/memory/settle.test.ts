@@ -2,11 +2,14 @@
  * Settling an agent's turn (Engine.beginSettle): after a request's `done`, one more row writes the
  * K/V of the last token it generated, so the agent's next turn prefills its new tokens only. The
  * row's K/V must equal a prefill's; a follow-up, a lookup of shared blocks or a deletion that comes
- * before the row has run must wait for it; and the follow-up's forward must hold its new tokens only.
+ * before the row has run must wait for it; the follow-up's forward must hold its new tokens only; and
+ * a failed settle row loses that row, not the answered turn.
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
+import type { Engine } from "../../src/engine/engine.js";
+import { samplingParams } from "../../src/engine/sampling.js";
 import type { ForwardBatch } from "../../src/model/architecture.js";
 import { AgentStore } from "../../src/memory/persistence.js";
 import { scratchDir } from "../support/cli.js";
@@ -33,36 +36,81 @@ describe("settling an agent's turn", () => {
     expectSameBlocks(held.blocks, expected.blocks);
   }, 60_000);
 
-  it("gives a follow-up sent the moment its answer arrives a forward of its new tokens only", async () => {
-    const { engine } = engineWith();
-    const scope = { agentId: "follow-up", tenant: "t1" };
-    const first = [...system(), ...text(" User: list the files.")];
-    const answer = await ask(engine, scope, first);
-    const newTokens = text(" User: now run the tests, please.");
-    const followUp = [...first, ...answer.tokens, ...newTokens];
-    const expected = await reference(followUp); // before the spy: the model is shared
-
-    const rows: number[] = [];
+  /** Records the rows of every forward of `engine`'s model (shared by every engine of the fixture). */
+  const spyOnForward = (engine: Engine, onForward: (batch: ForwardBatch) => void) => {
     const model = (engine as unknown as { model: { forward: (batch: ForwardBatch, ...rest: never[]) => unknown } })
       .model;
     const forward = model.forward;
     model.forward = function (this: unknown, batch: ForwardBatch, ...rest: never[]) {
-      rows.push(batch.tokens.length);
+      onForward(batch);
       return forward.call(this, batch, ...rest);
     };
+    return () => (model.forward = forward);
+  };
+
+  it("gives a follow-up sent the moment its answer arrives a forward of its new tokens only", async () => {
+    const { engine } = engineWith();
+    const scope = { agentId: "follow-up", tenant: "t1" };
+    const first = [...system(), ...text(" User: list the files.")];
+    const newTokens = text(" User: now run the tests, please.");
+    // The oracle's runs first (the model is shared), so that nothing comes between answer and follow-up.
+    const answerTokens = await reference(first);
+    const followUp = [...first, ...answerTokens, ...newTokens];
+    const expected = await reference(followUp);
+
+    const rows: number[] = [];
+    const restore = spyOnForward(engine, (batch) => rows.push(batch.tokens.length));
     try {
+      const answer = await ask(engine, scope, first);
+      expect(answer.tokens).toEqual(answerTokens);
       const turn = await ask(engine, scope, followUp);
       expect(turn.cached).toBe(first.length + answer.tokens.length);
       expect(turn.tokens).toEqual(expected);
       await engine.settled();
     } finally {
-      model.forward = forward;
+      restore();
     }
-    // The previous turn's settle row (if it had not run yet), the new tokens, the answer's decode
-    // steps and this turn's own settle row: never the new tokens and one more.
-    expect(rows).toContain(newTokens.length);
-    expect(rows).not.toContain(newTokens.length + 1);
-    expect(rows.filter((count) => count > 1)).toEqual([newTokens.length]);
+    // Two prompts (one chunk each), then single rows: decode steps and the settle rows. Never the new
+    // tokens and one more.
+    expect(rows.filter((count) => count > 1)).toEqual([first.length, newTokens.length]);
+  }, 60_000);
+
+  it("keeps the answered turn when the step of its settle row fails", async () => {
+    const { engine, memory } = engineWith();
+    const scope = { agentId: "unlucky", tenant: "t1" };
+    const prompt = [...system(), ...text(" User: hi.")];
+    let failNext = false;
+    const restore = spyOnForward(engine, () => {
+      if (failNext) {
+        failNext = false;
+        throw new Error("injected: the device ran out of memory");
+      }
+    });
+    try {
+      const events = engine.generate({
+        promptTokens: prompt,
+        maxTokens: 12,
+        sampling: samplingParams({ temperature: 0 }),
+        ignoreEos: true,
+        memory: scope,
+      });
+      const tokens: number[] = [];
+      for await (const event of events) {
+        if (event.type === "delta") tokens.push(...event.tokenIds);
+        // The step after `done` is the settle row's: it fails.
+        if (event.type === "done") failNext = true;
+      }
+      await engine.settled();
+      expect(failNext).toBe(false);
+      // Everything but the lost row is kept: the prompt and every generated token but the last.
+      expect(memory.get("t1", "unlucky")?.tokens).toBe(prompt.length + tokens.length - 1);
+      const followUp = [...prompt, ...tokens, ...text(" Continue.")];
+      const turn = await ask(engine, scope, followUp);
+      expect(turn.cached).toBe(prompt.length + tokens.length - 1);
+      expect(turn.tokens).toEqual(await reference(followUp));
+    } finally {
+      restore();
+    }
   }, 60_000);
 
   it("deleting an agent the moment its answer arrives forgets it for good", async () => {

@@ -84,9 +84,11 @@ function existing(memory: AgentMemory, tenant: string, agentId: string): AgentIn
   return agent;
 }
 
-export function createAgent(memory: AgentMemory, tenant: string, body: unknown): ProtocolResponse {
+export async function createAgent(memory: AgentMemory, tenant: string, body: unknown): Promise<ProtocolResponse> {
   const { agent_id: agentId } = parseRequest(CreateAgentRequest, body);
-  if (!memory.create(tenant, checkedId(agentId))) {
+  // An agent whose first turn (through a chat API) is still settling exists already.
+  await memory.settledAgent(tenant, checkedId(agentId));
+  if (!memory.create(tenant, agentId)) {
     throw new ApiError("conflict", `agent "${agentId}" already exists`);
   }
   return json(agentJson(memory.get(tenant, agentId)!), 201);
@@ -144,6 +146,7 @@ export async function generateForAgent(
   scope: Omit<RequestScope, "memory"> & { tenant: string },
 ): Promise<ProtocolResponse> {
   const { memory, tokenizer } = runtime.parts;
+  await memory.settledAgent(scope.tenant, checkedId(agentId));
   existing(memory, scope.tenant, agentId);
   const request = parseRequest(GenerateRequest, body);
   const chat = {
@@ -185,7 +188,8 @@ export async function generateForAgent(
     prompt_tokens: usage.promptTokens,
     cached_tokens: usage.cachedTokens,
     // The agent's KV covers the prompt and every generated token once the last one's row has run,
-    // right after this answer (Engine.beginSettle); a lookup of the agent waits for that row.
+    // right after this answer (Engine.beginSettle; a lookup of the agent waits for that row). Where
+    // the row is given up (no free block, a failed step, a shutdown) it holds one token less.
     cache_size_tokens: usage.promptTokens + usage.generatedTokens,
   });
 }
