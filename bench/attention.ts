@@ -39,6 +39,7 @@ import { fileURLToPath } from "node:url";
 import type { KvCacheSpec } from "../backends/contract.js";
 import { PagedKv } from "../backends/kv-paging.js";
 import { planAttention, prepareAttention, type PlannedAttention } from "../backends/webgpu/ops/attention.js";
+import { PREFILL_MAX_VECTORS } from "../backends/webgpu/ops/attention-prefill.js";
 import { WebGpuKvCache } from "../backends/webgpu/ops/kv-cache.js";
 import { GpuRuntime, type GpuTensor } from "../backends/webgpu/runtime.js";
 import { callMicros, measureRead } from "./lib/read-baseline.js";
@@ -52,7 +53,8 @@ const decodeTarget = process.argv
   .find((option) => option.startsWith("--decode-target="))
   ?.slice("--decode-target=".length);
 const prefillVectors = Number(
-  process.argv.find((option) => option.startsWith("--prefill-vectors="))?.slice("--prefill-vectors=".length) ?? 64,
+  process.argv.find((option) => option.startsWith("--prefill-vectors="))?.slice("--prefill-vectors=".length) ??
+    PREFILL_MAX_VECTORS,
 );
 
 const MiB = 1 << 20;

@@ -4,8 +4,8 @@
  *
  * A workgroup owns BLOCK_M query vectors (rows of one sequence × q heads of one kv head); each thread
  * owns 4 vectors × 4 keys of a score tile and 4 vectors × 8 dimensions of the output, so the kernel's
- * shape follows headDim: HEAD_DIM / 8 threads across, tiles of HEAD_DIM / 2 keys, and BLOCK_M up to 64
- * vectors in at most 256 threads (64 up to headDim 128, 32 at 256).
+ * shape follows headDim: HEAD_DIM / 8 threads across, tiles of HEAD_DIM / 2 keys, and BLOCK_M up to
+ * 128 vectors in at most 256 threads (128 up to headDim 64, 64 at 128, 32 at 256).
  *
  * Its workgroup memory (the probabilities and the K/V staging buffer) is held to WORKGROUP_BYTES, so
  * that two workgroups share a GPU core.
@@ -38,6 +38,18 @@ export const PREFILL_ROWS_CHOICES = [1, 2, 4, 8, 16, 32, 64] as const;
 const WORKGROUP_BYTES = 24 * 1024;
 /** Largest workgroup, in threads (WebGPU's default maxComputeInvocationsPerWorkgroup). */
 const MAX_THREADS = 256;
+/**
+ * Most query vectors per workgroup. 128 at headDim 64 (256 threads, 24 KiB) ran 1.17–1.26× faster than
+ * 64 on an H200 at its best split (bench/attention.ts --partitions --prefill-vectors=64|128, 8K–32K
+ * keys, 64, 65 and 512 rows; bench/RESULTS.md): each staged key serves twice the vectors.
+ */
+export const PREFILL_MAX_VECTORS = 128;
+/**
+ * Workgroups a prefill of more than 64 vectors per workgroup is split to fill (attention.ts splits
+ * keys below it; TARGET_WORKGROUPS for the rest). Those workgroups carry twice the work: 256–384 were
+ * best in that sweep for 64 and 65 rows, 1024 lost 5–20%; 512 rows did not care.
+ */
+export const WIDE_PREFILL_TARGET_WORKGROUPS = 384;
 /** Largest staging buffer for key and value chunks, in floats. */
 const MAX_STAGE_FLOATS = 4096;
 /** Units (4 values of a row) a thread fetches per staging step: the kernel's MAX_UNITS. */
@@ -78,7 +90,7 @@ export function planPrefill(
   /** Smallest subgroup the device may run (0 without subgroups): shuffles need ≥ headDim / 8 lanes. */
   subgroupMinSize = 0,
   /** The most query vectors a workgroup takes (a multiple of 4). */
-  maxVectors = 64,
+  maxVectors = PREFILL_MAX_VECTORS,
 ): PrefillPlan | null {
   const { headDim } = spec;
   const keyThreads = headDim / 8;

@@ -14,7 +14,7 @@ import { Params, type Dispatch, type GpuRuntime, type GpuTensor } from "../runti
 import { describeShape } from "./grid.js";
 import { WebGpuKvCache } from "./kv-cache.js";
 import { checkBlockTables } from "../../kv-checks.js";
-import { planPrefill } from "./attention-prefill.js";
+import { planPrefill, WIDE_PREFILL_TARGET_WORKGROUPS } from "./attention-prefill.js";
 import { planDecode } from "./attention-decode.js";
 import { GpuAttentionBatch, type WorkItems } from "./attention-batch.js";
 
@@ -185,7 +185,7 @@ export function planAttention(
     batch,
     prefillItems ? [decodeItems, prefillItems] : [decodeItems],
     window,
-    tuning.targetWorkgroups ?? TARGET_WORKGROUPS,
+    tuning.targetWorkgroups ?? (prefill && prefill.blockM > 64 ? WIDE_PREFILL_TARGET_WORKGROUPS : TARGET_WORKGROUPS),
     workgroupsPerPartition,
     tokens * qHeads * (headDim + 2) * 4,
     runtime.maxBindingBytes,
