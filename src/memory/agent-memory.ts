@@ -24,6 +24,7 @@ import { AgentStore, validateAgentId, type AgentRecord, type WarmEntry } from ".
 import { blockHashes, SharedBlockIndex } from "./prefix-index.js";
 import { ReadPool } from "./read-pool.js";
 import { SnapshotBuffers } from "./snapshot-buffers.js";
+import { SettlingTurns } from "./settling-turns.js";
 
 /** Bytes of blocks an eviction reads back per exportBlocks call (AgentMemoryOptions.snapshotBatchBytes). */
 const SNAPSHOT_BATCH_BYTES = 64 * 2 ** 20;
@@ -115,8 +116,8 @@ export class AgentMemory implements KvMemory {
   private readonly pendingSaves = new Set<Promise<void>>();
   /** Reloads in flight, so two requests of one agent read its file once. */
   private readonly reloading = new Map<string, Promise<HotAgent | undefined>>();
-  /** Ended requests that hand their cache back after one more row (KvMemory.settling), by agent. */
-  private readonly settlingAgents = new Map<string, { tenant: string; settled: Promise<void> }>();
+  /** Ended requests that hand their cache back after one more row (KvMemory.settling). */
+  private readonly settlingTurns = new SettlingTurns();
   private readonly counters: Omit<MemoryStats, "hotAgents" | "warmAgents" | "hotBytes" | "warmBytes"> = {
     requests: 0,
     hits: { hot: 0, warm: 0, shared: 0 },
@@ -273,14 +274,7 @@ export class AgentMemory implements KvMemory {
   }
 
   settling(scope: MemoryScope, settled: Promise<void>): void {
-    if (scope.agentId === null) return;
-    const agentKey = key(scope.tenant, scope.agentId);
-    const earlier = this.settlingAgents.get(agentKey)?.settled;
-    const all = earlier ? Promise.all([earlier, settled]).then(() => undefined) : settled;
-    this.settlingAgents.set(agentKey, { tenant: scope.tenant, settled: all });
-    void all.then(() => {
-      if (this.settlingAgents.get(agentKey)?.settled === all) this.settlingAgents.delete(agentKey);
-    });
+    if (scope.agentId !== null) this.settlingTurns.add(scope.tenant, scope.agentId, settled);
   }
 
   /**
@@ -288,13 +282,12 @@ export class AgentMemory implements KvMemory {
    * waits for before it describes an agent, so that it never shows the state before the last answer.
    */
   async settledAgent(tenant: string, agentId: string): Promise<void> {
-    await this.settlingAgents.get(key(tenant, agentId))?.settled;
+    await this.settlingTurns.ofAgent(tenant, agentId);
   }
 
   /** Resolves once no agent of the tenant has a turn settling. */
   async settledTenant(tenant: string): Promise<void> {
-    const pending = [...this.settlingAgents.values()].filter((entry) => entry.tenant === tenant);
-    await Promise.all(pending.map((entry) => entry.settled));
+    await this.settlingTurns.ofTenant(tenant);
   }
 
   async reclaim(blocks: number): Promise<number> {
@@ -310,7 +303,7 @@ export class AgentMemory implements KvMemory {
 
   /** Write every changed hot agent and wait for writes in flight (at shutdown). */
   async flush(): Promise<void> {
-    await Promise.all([...this.settlingAgents.values()].map((entry) => entry.settled));
+    await this.settlingTurns.all();
     if (this.store) {
       for (const agent of this.hot.values()) if (agent.dirty) await this.save(agent);
     }
