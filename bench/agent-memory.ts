@@ -33,12 +33,9 @@ import { llamaBenchModel } from "./lib/bench-model.js";
 import { ENGINE_SHAPE, openMemoryEngine, prepareMemoryEngine } from "./lib/memory-engine.js";
 import { warmUp } from "../src/engine/warm-up.js";
 import { ddRead } from "./lib/dd.js";
+import { option } from "./lib/options.js";
 
 const root = join(import.meta.dirname, "../..");
-const option = (name: string) => {
-  const index = process.argv.indexOf(`--${name}`);
-  return index >= 0 ? process.argv[index + 1] : process.argv.find((arg) => arg.startsWith(`--${name}=`))?.split("=")[1];
-};
 const preset = (option("preset") ?? "1b") as TestModelPreset;
 const backendName = (option("backend") ?? "webgpu") as BackendName;
 const maxContext = Number(option("max-context") ?? 32768);

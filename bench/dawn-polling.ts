@@ -13,9 +13,9 @@
 import { PerformanceObserver } from "node:perf_hooks";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { option } from "./lib/options.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "../..");
-const option = (name: string) => process.argv.find((arg) => arg.startsWith(`--${name}=`))?.split("=")[1];
 const preset = (option("preset") ?? "tiny") as "tiny" | "1b" | "8b";
 const promptTokens = Number(option("prompt") ?? 1024);
 const requests = Number(option("requests") ?? 4);

@@ -27,12 +27,9 @@ import { loadModel } from "../src/model/load.js";
 import type { TestModelPreset } from "../src/model/test-model/presets.js";
 import { loadTokenizer } from "../src/model/tokenizer.js";
 import { llamaBenchModel } from "./lib/bench-model.js";
+import { option } from "./lib/options.js";
 
 const root = join(import.meta.dirname, "../..");
-const option = (name: string) => {
-  const index = process.argv.indexOf(`--${name}`);
-  return index >= 0 ? process.argv[index + 1] : process.argv.find((arg) => arg.startsWith(`--${name}=`))?.split("=")[1];
-};
 const preset = (option("preset") ?? "1b") as TestModelPreset;
 const maxContext = Number(option("max-context") ?? 32768);
 const CONTEXTS = [0, 1024, 8192, 32768].filter((length) => length <= maxContext);

@@ -26,12 +26,9 @@ import { samplingParams } from "../src/engine/sampling.js";
 import type { TestModelPreset } from "../src/model/test-model/presets.js";
 import { llamaBenchModel } from "./lib/bench-model.js";
 import { openMemoryEngine, prepareMemoryEngine } from "./lib/memory-engine.js";
+import { option } from "./lib/options.js";
 
 const root = join(import.meta.dirname, "../..");
-const option = (name: string) => {
-  const index = process.argv.indexOf(`--${name}`);
-  return index >= 0 ? process.argv[index + 1] : process.argv.find((arg) => arg.startsWith(`--${name}=`))?.split("=")[1];
-};
 const preset = (option("preset") ?? "1b") as TestModelPreset;
 const context = Number(option("context") ?? 32768);
 const idleMs = Number(option("idle-ms") ?? 3000);

@@ -35,9 +35,9 @@ import { loadModel } from "../src/model/load.js";
 import { llamaBenchModel } from "./lib/bench-model.js";
 import { timeGreedy, type GreedyTiming } from "./lib/greedy-timing.js";
 import { describeMachine } from "./lib/machine.js";
+import { option } from "./lib/options.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "../..");
-const option = (name: string) => process.argv.find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3);
 const count = (name: string, fallback: number) => {
   const value = Number(option(name) ?? fallback);
   if (!Number.isInteger(value) || value < 1) throw new Error(`--${name} must be a positive integer`);

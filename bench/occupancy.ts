@@ -12,8 +12,8 @@ import { join } from "node:path";
 import { Params, GpuRuntime } from "../backends/webgpu/runtime.js";
 import { benchDevice, DispatchTimer } from "./lib/gpu-timing.js";
 import { callMicros } from "./lib/read-baseline.js";
+import { option } from "./lib/options.js";
 
-const option = (name: string) => process.argv.find((arg) => arg.startsWith(`--${name}=`))?.slice(name.length + 3);
 const cores = Number(option("cores") ?? 132);
 const deviceName = option("name") ?? "unknown";
 const STEPS = Number(option("steps") ?? 20000);

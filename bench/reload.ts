@@ -30,12 +30,9 @@ import type { KvCache } from "../backends/contract.js";
 import { createLogger } from "../src/logging.js";
 import { AgentStore, type CacheIdentity } from "../src/memory/persistence.js";
 import { ddRead } from "./lib/dd.js";
+import { option } from "./lib/options.js";
 
 const root = join(import.meta.dirname, "../..");
-const option = (name: string) => {
-  const index = process.argv.indexOf(`--${name}`);
-  return index >= 0 ? process.argv[index + 1] : process.argv.find((arg) => arg.startsWith(`--${name}=`))?.split("=")[1];
-};
 const maxMb = Number(option("max-mb") ?? 1024);
 const SIZES_MB = [32, 64, 256, 1024, 4096].filter((mb) => mb <= maxMb);
 const REPEATS = 3;

@@ -19,8 +19,8 @@ import { join } from "node:path";
 import { PerformanceObserver, type PerformanceEntry } from "node:perf_hooks";
 import { SnapshotBuffers } from "../src/memory/snapshot-buffers.js";
 import { describeMachine } from "./lib/machine.js";
+import { option } from "./lib/options.js";
 
-const option = (name: string) => process.argv.find((arg) => arg.startsWith(`--${name}=`))?.split("=")[1];
 const totalBytes = Number(option("gb") ?? 4.3) * 1e9;
 const BATCH = 64 * 2 ** 20;
 const KEEP = 2 ** 30;
