@@ -3,7 +3,7 @@
  *
  * Tiers. Hot: the agent's tokens and a KV sequence in the engine's paged store — bounded by that
  * store's size (SEMANTIC_MLX_CACHE_BUDGET_MB, real bytes) and SEMANTIC_AGENT_MAX_AGENTS_IN_MEMORY.
- * Warm: a file in SEMANTIC_AGENT_CACHE_DIR (persistence.ts), reloaded on the agent's next request.
+ * Warm: a file in SEMANTIC_AGENT_CACHE_DIR (warm-tier.ts), reloaded on the agent's next request.
  * Idle agents leave the hot tier least-recently-used first, written to disk on the way out when
  * SEMANTIC_AGENT_EVICT_TO_DISK; blocks a running sequence holds are never freed under it (the
  * sequence holds its own references).
@@ -20,25 +20,12 @@ import type { FinishReason } from "../engine/events.js";
 import type { KvMemory, MemoryScope, PrefixReuse } from "../engine/kv-memory.js";
 import type { Logger } from "../logging.js";
 import type { Metrics } from "../metrics.js";
-import { AgentStore, validateAgentId, type AgentRecord, type WarmEntry } from "./persistence.js";
+import { validateAgentId } from "./persistence.js";
 import { blockHashes, SharedBlockIndex } from "./prefix-index.js";
-import { ReadPool } from "./read-pool.js";
-import { SnapshotBuffers } from "./snapshot-buffers.js";
 import { SettlingTurns } from "./settling-turns.js";
+import { WarmTier, type WarmTierOptions } from "./warm-tier.js";
 
-/** Bytes of blocks an eviction reads back per exportBlocks call (AgentMemoryOptions.snapshotBatchBytes). */
-const SNAPSHOT_BATCH_BYTES = 64 * 2 ** 20;
-/** Snapshot memory kept for the next eviction (see SnapshotBuffers). */
-const SNAPSHOT_KEEP_BYTES = 1024 * 2 ** 20;
-
-/** Where the warm tier lives and what its files must match (the KV geometry comes from the cache). */
-export interface WarmTierOptions {
-  directory: string;
-  modelId: string;
-  weightsFingerprint: string;
-  tokenizerFingerprint: string;
-  backend: string;
-}
+export type { WarmTierOptions } from "./warm-tier.js";
 
 export interface AgentMemoryOptions {
   maxAgentsInMemory: number;
@@ -51,12 +38,6 @@ export interface AgentMemoryOptions {
   snapshotBatchBytes?: number;
   /** Host memory kept for the next eviction's read-back (default 1 GiB; see SnapshotBuffers). */
   snapshotKeepBytes?: number;
-}
-
-/** An agent read back for writing: its record, and the snapshot buffers its blocks are views of. */
-interface Snapshot {
-  record: AgentRecord;
-  buffers: Uint8Array[];
 }
 
 interface HotAgent {
@@ -108,12 +89,9 @@ const key = (tenant: string, agentId: string) => `${tenant}\0${agentId}`;
 export class AgentMemory implements KvMemory {
   private paging!: PagedKv;
   private cache!: KvCache;
-  private snapshotBuffers!: SnapshotBuffers;
   private shared!: SharedBlockIndex;
-  private store: AgentStore | null = null;
+  private warm: WarmTier | null = null;
   private readonly hot = new Map<string, HotAgent>();
-  private readonly warm = new Map<string, WarmEntry>();
-  private readonly pendingSaves = new Set<Promise<void>>();
   /** Reloads in flight, so two requests of one agent read its file once. */
   private readonly reloading = new Map<string, Promise<HotAgent | undefined>>();
   /** Ended requests that hand their cache back after one more row (KvMemory.settling). */
@@ -137,33 +115,19 @@ export class AgentMemory implements KvMemory {
   attach(paging: PagedKv, cache: KvCache): void {
     this.paging = paging;
     this.cache = cache;
-    const perBatch = Math.max(
-      1,
-      Math.floor((this.options.snapshotBatchBytes ?? SNAPSHOT_BATCH_BYTES) / cache.bytesPerBlock),
-    );
-    this.snapshotBuffers = new SnapshotBuffers(
-      perBatch * cache.bytesPerBlock,
-      this.options.snapshotKeepBytes ?? SNAPSHOT_KEEP_BYTES,
-    );
     this.shared = new SharedBlockIndex(paging);
-    const warm = this.options.warm;
+    const { warm, logger, snapshotBatchBytes, snapshotKeepBytes } = this.options;
     if (warm) {
-      const { layers, kvHeads, headDim, blockSize, storage } = cache.spec;
-      this.store = new AgentStore(
-        warm.directory,
-        { ...warm, layers, kvHeads, headDim, blockSize, storage, bytesPerBlock: cache.bytesPerBlock },
-        this.options.logger,
-      );
+      this.warm = new WarmTier(warm, paging, cache, logger, () => this.updateGauges(), {
+        batchBytes: snapshotBatchBytes,
+        keepBytes: snapshotKeepBytes,
+      });
     }
   }
 
   /** Rebuild the warm index from the cache directory (at start). */
   async start(): Promise<void> {
-    if (!this.store) return;
-    // The reader threads of reloads start with the server, not on the first reload.
-    ReadPool.shared().start();
-    for (const entry of await this.store.scan()) this.warm.set(key(entry.tenant, entry.agentId), entry);
-    this.options.logger.info(`agent memory: ${this.warm.size} agent(s) on disk`);
+    await this.warm?.start();
     this.updateGauges();
   }
 
@@ -304,10 +268,15 @@ export class AgentMemory implements KvMemory {
   /** Write every changed hot agent and wait for writes in flight (at shutdown). */
   async flush(): Promise<void> {
     await this.settlingTurns.all();
-    if (this.store) {
-      for (const agent of this.hot.values()) if (agent.dirty) await this.save(agent);
+    if (this.warm) {
+      for (const agent of this.hot.values()) {
+        if (!agent.dirty) continue;
+        const snapshot = await this.warm.snapshot(agent);
+        agent.dirty = false;
+        await this.warm.write(snapshot);
+      }
+      await this.warm.writesDone();
     }
-    await Promise.all(this.pendingSaves);
   }
 
   /**
@@ -334,7 +303,7 @@ export class AgentMemory implements KvMemory {
 
   list(tenant: string): AgentInfo[] {
     const agents = new Map<string, AgentInfo>();
-    for (const entry of this.warm.values()) {
+    for (const entry of this.warm?.all() ?? []) {
       if (entry.tenant !== tenant) continue;
       agents.set(entry.agentId, {
         agentId: entry.agentId,
@@ -367,7 +336,7 @@ export class AgentMemory implements KvMemory {
     const agent = this.hot.get(key(tenant, agentId));
     if (!agent || agent.inUse > 0) return false;
     await this.evict(agent, "on request");
-    await Promise.all(this.pendingSaves);
+    await this.warm?.writesDone();
     return true;
   }
 
@@ -380,20 +349,19 @@ export class AgentMemory implements KvMemory {
       this.paging.free(agent.kvSequence);
       this.hot.delete(key(tenant, agentId));
     }
-    const onDisk = this.warm.delete(key(tenant, agentId));
-    const removed = this.store ? await this.store.delete(tenant, agentId) : false;
+    const onDisk = (await this.warm?.delete(tenant, agentId)) ?? false;
     this.updateGauges();
-    return agent !== undefined || onDisk || removed;
+    return agent !== undefined || onDisk;
   }
 
   stats(): MemoryStats {
     let hotBytes = 0;
     for (const agent of this.hot.values()) hotBytes += this.bytesOf(agent);
     let warmBytes = 0;
-    for (const entry of this.warm.values()) warmBytes += entry.bytes;
+    for (const entry of this.warm?.all() ?? []) warmBytes += entry.bytes;
     return {
       hotAgents: this.hot.size,
-      warmAgents: this.warm.size,
+      warmAgents: this.warm?.size ?? 0,
       hotBytes,
       warmBytes,
       ...this.counters,
@@ -405,71 +373,17 @@ export class AgentMemory implements KvMemory {
     return this.paging.blockTable(agent.kvSequence).length * this.cache.bytesPerBlock;
   }
 
-  /**
-   * Bring an agent back from disk into fresh blocks; undefined when absent, unusable or out of room.
-   * Blocks are imported chunk by chunk as the file is read and verified; a block that fails its
-   * check later on frees the sequence, so nothing imported from a bad file is ever used or shared.
-   */
+  /** Bring an agent back from disk (WarmTier.reload), making room by evicting others if need be. */
   private async reload(tenant: string, agentId: string): Promise<HotAgent | undefined> {
-    const store = this.store;
-    if (!store || !this.warm.has(key(tenant, agentId))) return undefined;
-    const started = performance.now();
-    // Filled in by `begin`, once the file's header and tokens have passed.
-    const target: { kvSequence?: SequenceId; table: readonly number[]; tokens: number[] } = { table: [], tokens: [] };
-    const bytesPerBlock = this.cache.bytesPerBlock;
-    let importMs = 0;
-    let openMs = 0;
-    let readWaitMs = 0;
-    // When the reload last stopped waiting on the cache (its `begin`, or the previous import).
-    let readyAt = 0;
-    const freeTarget = () => {
-      if (target.kvSequence !== undefined) this.paging.free(target.kvSequence);
-    };
-    const outcome = await store
-      .loadInto(tenant, agentId, {
-        begin: async (preamble) => {
-          const needed = preamble.blockCount;
-          if (this.paging.freeBlockCount < needed) await this.reclaim(needed - this.paging.freeBlockCount);
-          if (this.paging.freeBlockCount < needed) {
-            this.options.logger.warning(
-              `agent memory: agent ${JSON.stringify(agentId)} (${needed} blocks on disk) does not fit in the KV cache now; prefilling instead`,
-            );
-            return false;
-          }
-          target.kvSequence = this.paging.create();
-          this.paging.append(target.kvSequence, preamble.tokens.length);
-          target.table = this.paging.blockTable(target.kvSequence);
-          target.tokens = Array.from(preamble.tokens);
-          readyAt = performance.now();
-          openMs = readyAt - started;
-          return true;
-        },
-        blocks: async (first, bytes) => {
-          const importStarted = performance.now();
-          readWaitMs += importStarted - readyAt;
-          await this.cache.importBlocks(target.table.slice(first, first + bytes.byteLength / bytesPerBlock), bytes);
-          readyAt = performance.now();
-          importMs += readyAt - importStarted;
-        },
-      })
-      .catch((error: unknown) => {
-        freeTarget();
-        throw error;
-      });
-    const { kvSequence, table, tokens } = target;
-    if (outcome !== "loaded" || kvSequence === undefined) {
-      freeTarget();
-      if (outcome === "miss") this.warm.delete(key(tenant, agentId));
-      return undefined;
-    }
-    const bytes = table.length * bytesPerBlock;
-    const elapsed = performance.now() - started;
+    const reloaded = await this.warm?.reload(tenant, agentId, (blocks) => this.reclaim(blocks));
+    if (!reloaded) return undefined;
+    const { kvSequence, tokens, table } = reloaded;
     this.counters.reloads++;
-    this.counters.reloadBytes += bytes;
-    this.counters.reloadMs += elapsed;
-    this.counters.reloadImportMs += importMs;
-    this.counters.reloadOpenMs += openMs;
-    this.counters.reloadReadWaitMs += readWaitMs;
+    this.counters.reloadBytes += reloaded.bytes;
+    this.counters.reloadMs += reloaded.elapsedMs;
+    this.counters.reloadImportMs += reloaded.importMs;
+    this.counters.reloadOpenMs += reloaded.openMs;
+    this.counters.reloadReadWaitMs += reloaded.readWaitMs;
     const hashes = blockHashes(tenant, tokens, this.paging.blockSize);
     this.shared.register(hashes, table);
     const agent: HotAgent = {
@@ -483,12 +397,6 @@ export class AgentMemory implements KvMemory {
       dirty: false,
     };
     this.hot.set(key(tenant, agentId), agent);
-    this.options.logger.debug(
-      `agent memory: agent ${JSON.stringify(agentId)} reloaded from disk (${tokens.length} tokens, ` +
-        `${(bytes / 2 ** 20).toFixed(1)} MiB in ${elapsed.toFixed(0)} ms, ${(bytes / elapsed / 1e6).toFixed(2)} GB/s, ` +
-        `of it ${openMs.toFixed(0)} ms opening and checking the file, ${readWaitMs.toFixed(0)} ms waiting for reads, ` +
-        `${importMs.toFixed(0)} ms handing blocks to the KV cache)`,
-    );
     this.updateGauges();
     return agent;
   }
@@ -505,85 +413,18 @@ export class AgentMemory implements KvMemory {
   private async evict(agent: HotAgent, why: string): Promise<void> {
     if (this.hot.get(key(agent.tenant, agent.agentId)) !== agent) return;
     this.hot.delete(key(agent.tenant, agent.agentId));
-    const keep = this.store !== null;
-    const snapshot = keep && agent.dirty ? await this.snapshot(agent) : null;
+    const snapshot = this.warm && agent.dirty ? await this.warm.snapshot(agent) : null;
     this.paging.free(agent.kvSequence);
     this.options.logger.debug(
-      `agent memory: evicted agent ${JSON.stringify(agent.agentId)} (${agent.tokens.length} tokens) ${why}${keep ? ", to disk" : ""}`,
+      `agent memory: evicted agent ${JSON.stringify(agent.agentId)} (${agent.tokens.length} tokens) ${why}${this.warm ? ", to disk" : ""}`,
     );
-    if (snapshot) this.track(this.write(snapshot));
+    if (snapshot) this.warm?.writeInBackground(snapshot);
     this.updateGauges();
-  }
-
-  private async save(agent: HotAgent): Promise<void> {
-    const snapshot = await this.snapshot(agent);
-    agent.dirty = false;
-    await this.write(snapshot);
-  }
-
-  /**
-   * The agent read back from the KV cache, into snapshot buffers (given back by `write`). In batches,
-   * one buffer or view each (SnapshotBuffers.takeAll): an agent can outgrow the largest typed array
-   * (4 GiB; a 32K-token agent of an 8B model in f16 is 4.3 GB).
-   */
-  private async snapshot(agent: HotAgent): Promise<Snapshot> {
-    const table = this.paging.blockTable(agent.kvSequence);
-    const size = this.cache.bytesPerBlock;
-    const perBatch = this.snapshotBuffers.bufferBytes / size;
-    const blocks: Uint8Array[] = [];
-    const batches: number[][] = [];
-    for (let first = 0; first < table.length; first += perBatch) batches.push(table.slice(first, first + perBatch));
-    const buffers = this.snapshotBuffers.takeAll(batches.map((batch) => batch.length * size));
-    try {
-      for (const [index, batch] of batches.entries()) {
-        const bytes = await this.cache.exportBlocks(batch, buffers[index]!.subarray(0, batch.length * size));
-        batch.forEach((_, i) => blocks.push(bytes.subarray(i * size, (i + 1) * size)));
-      }
-    } catch (error) {
-      this.snapshotBuffers.give(buffers);
-      throw error;
-    }
-    const record: AgentRecord = {
-      tenant: agent.tenant,
-      agentId: agent.agentId,
-      tokens: Uint32Array.from(agent.tokens),
-      blockHashes: agent.hashes,
-      blocks,
-      updatedAt: agent.lastUsed,
-    };
-    return { record, buffers };
-  }
-
-  /** Write a snapshot to the warm tier, then give its buffers back. */
-  private async write({ record, buffers }: Snapshot): Promise<void> {
-    try {
-      const { path, bytes } = await this.store!.save(record);
-      this.warm.set(key(record.tenant, record.agentId), {
-        tenant: record.tenant,
-        agentId: record.agentId,
-        path,
-        tokenCount: record.tokens.length,
-        bytes,
-        updatedAt: record.updatedAt,
-      });
-      this.updateGauges();
-    } catch (error) {
-      this.options.logger.error(
-        `agent memory: could not write agent ${JSON.stringify(record.agentId)}: ${(error as Error).message}`,
-      );
-    } finally {
-      this.snapshotBuffers.give(buffers);
-    }
-  }
-
-  private track(save: Promise<void>): void {
-    this.pendingSaves.add(save);
-    void save.finally(() => this.pendingSaves.delete(save));
   }
 
   private updateGauges(): void {
     this.options.metrics?.activeAgents.set({ tier: "hot" }, this.hot.size);
-    this.options.metrics?.activeAgents.set({ tier: "warm" }, this.warm.size);
+    this.options.metrics?.activeAgents.set({ tier: "warm" }, this.warm?.size ?? 0);
   }
 }
 
