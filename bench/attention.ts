@@ -30,7 +30,9 @@
  * --quick: small contexts and few iterations (for a CPU Vulkan such as lavapipe); --name: the device's
  * name in the output file; --prefill / --decode / --partitions (the partition sweep) / --occupancy
  * (workgroups the GPU runs at once) / --tail (the 65th row's kernel): that part only;
- * --decode-target=N: the decode part's workgroup target (where keys are split).
+ * --decode-target=N: the decode part's workgroup target (where keys are split); the partition sweep's
+ * --rows=…, --contexts=…, --targets=…, --head-dims=64,128[,256] (comma-separated), --shapes=… (below),
+ * --prefill-vectors=N.
  * Writes bench/results/attention-<device>.json.
  */
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
@@ -43,6 +45,7 @@ import { PREFILL_MAX_VECTORS } from "../backends/webgpu/ops/attention-prefill.js
 import { WebGpuKvCache } from "../backends/webgpu/ops/kv-cache.js";
 import { GpuRuntime, type GpuTensor } from "../backends/webgpu/runtime.js";
 import { callMicros, measureRead } from "./lib/read-baseline.js";
+import { option } from "./lib/options.js";
 import { DispatchTimer, benchDevice, type Call } from "./lib/gpu-timing.js";
 
 const quick = process.argv.includes("--quick");
@@ -56,6 +59,17 @@ const prefillVectors = Number(
   process.argv.find((option) => option.startsWith("--prefill-vectors="))?.slice("--prefill-vectors=".length) ??
     PREFILL_MAX_VECTORS,
 );
+/**
+ * --shapes=V/T/B,…: the partition sweep in each of these prefill kernel shapes, each the most vectors
+ * per workgroup, most threads and most workgroup bytes (PrefillTuning); the planner's shape (with
+ * --prefill-vectors) otherwise.
+ */
+const prefillShapes = option("shapes")
+  ?.split(",")
+  .map((spec) => {
+    const [maxVectors, maxThreads, workgroupBytes] = spec.split("/").map(Number);
+    return { name: spec, tuning: { maxVectors, maxThreads, workgroupBytes } };
+  }) ?? [null];
 
 const MiB = 1 << 20;
 const SHAPE = { qHeads: 32, kvHeads: 8, headDim: 128, blockSize: 16 };
@@ -227,6 +241,8 @@ function printTable(results: Result[]): void {
 
 /** Llama-3.2-1B's attention: the model of the agent-memory and engine benchmarks. */
 const SMALL_SHAPE: Shape = { qHeads: 32, kvHeads: 8, headDim: 64, blockSize: 16 };
+/** Gemma-3-12B's attention (headDim 256): in the partition sweep with --head-dims. */
+const WIDE_SHAPE: Shape = { qHeads: 16, kvHeads: 8, headDim: 256, blockSize: 16 };
 const PREFILL_CASES: { rows: number; context: number }[] = quick
   ? [
       { rows: 16, context: 256 },
@@ -243,9 +259,13 @@ const SWEEP_ROWS = quick ? [1, 4] : [1, 2, 3, 4, 8, 16];
  * contexts in the 1B shape (headDim 64) and the 8B shape (headDim 128), the prefill kernel alone at
  * each target.
  */
-const PARTITION_ROWS = [64, 65, 512];
-const PARTITION_CONTEXTS = quick ? [1024] : [8192, 16384, 32768];
-const PARTITION_TARGETS = [128, 256, 384, 512, 768, 1024, 2048];
+const numbers = (name: string, otherwise: number[]) => option(name)?.split(",").map(Number) ?? otherwise;
+const PARTITION_ROWS = numbers("rows", [64, 65, 512]);
+const PARTITION_CONTEXTS = numbers("contexts", quick ? [1024] : [8192, 16384, 32768]);
+const PARTITION_TARGETS = numbers("targets", [128, 256, 384, 512, 768, 1024, 2048]);
+const PARTITION_SHAPES = numbers("head-dims", [64, 128]).map((headDim) =>
+  [SMALL_SHAPE, SHAPE, WIDE_SHAPE].find((shape) => shape.headDim === headDim)!,
+);
 const SWEEP_CONTEXT = quick ? 256 : 8192;
 /** The occupancy sweep: keys per workgroup, and kv head counts (4 q heads each) that set the workgroups. */
 const OCCUPANCY_CONTEXT = quick ? 256 : 4096;
@@ -454,6 +474,8 @@ function relativeDifference(a: Float32Array, b: Float32Array): number {
 }
 
 interface PartitionResult {
+  /** The kernel's shape (--shapes), or null for the planner's. */
+  shape: string | null;
   headDim: number;
   rows: number;
   context: number;
@@ -461,15 +483,17 @@ interface PartitionResult {
   partitions: number;
   micros: number;
   teraflops: number;
+  /** Largest difference from the first shape's output at the same target, relative to its largest. */
+  maxDifference: number;
 }
 
 /**
  * The prefill kernel on PARTITION_ROWS rows at each partition target, in both shapes (of 65 rows the
- * 65th goes to the decode kernel, as the planner sends it).
+ * 65th goes to the decode kernel, as the planner sends it), in each of the kernel's --shapes.
  */
 async function partitionSweep(runtime: GpuRuntime, timer: DispatchTimer): Promise<PartitionResult[]> {
   const results: PartitionResult[] = [];
-  for (const shape of [SMALL_SHAPE, SHAPE])
+  for (const shape of PARTITION_SHAPES)
     for (const context of PARTITION_CONTEXTS) {
       const filled = await fillCache(runtime, shape, 1, context);
       const { cache } = filled;
@@ -478,23 +502,28 @@ async function partitionSweep(runtime: GpuRuntime, timer: DispatchTimer): Promis
         const prepared = prepareAttention(runtime, [sequence], 1);
         const options = { scale: 1 / Math.sqrt(shape.headDim), slidingWindow: null };
         for (const target of PARTITION_TARGETS) {
-          const plan = planAttention(runtime, q, cache, 0, prepared, options, {
-            targetWorkgroups: target,
-            prefillVectors,
-          });
-          const micros = callMicros(await timeFitted(timer, plan.dispatches));
-          for (const tensor of [plan.out, plan.partials]) runtime.release(tensor);
-          const flops = prefillFlops(shape, rows, context);
-          const teraflops = flops / micros / 1e6;
-          results.push({
-            headDim: shape.headDim,
-            rows,
-            context,
-            target,
-            partitions: plan.partitions,
-            micros,
-            teraflops,
-          });
+          let reference: Float32Array | null = null;
+          for (const variant of prefillShapes) {
+            const plan = planAttention(runtime, q, cache, 0, prepared, options, {
+              targetWorkgroups: target,
+              prefill: variant?.tuning ?? { maxVectors: prefillVectors },
+            });
+            const micros = callMicros(await timeFitted(timer, plan.dispatches));
+            const output = new Float32Array(await runtime.readBytes(plan.out));
+            for (const tensor of [plan.out, plan.partials]) runtime.release(tensor);
+            reference ??= output;
+            results.push({
+              shape: variant?.name ?? null,
+              headDim: shape.headDim,
+              rows,
+              context,
+              target,
+              partitions: plan.partitions,
+              micros,
+              teraflops: prefillFlops(shape, rows, context) / micros / 1e6,
+              maxDifference: relativeDifference(reference, output),
+            });
+          }
         }
         prepared.dispose();
         runtime.release(q);
@@ -502,8 +531,19 @@ async function partitionSweep(runtime: GpuRuntime, timer: DispatchTimer): Promis
       cache.dispose();
       await runtime.finish();
     }
-  const header = ["headDim", "rows", "context", "target workgroups", "partitions", "µs/call", "TFLOP/s"];
+  const header = [
+    "shape",
+    "headDim",
+    "rows",
+    "context",
+    "target workgroups",
+    "partitions",
+    "µs/call",
+    "TFLOP/s",
+    "max diff",
+  ];
   const rows = results.map((r) => [
+    r.shape ?? "planned",
     String(r.headDim),
     String(r.rows),
     String(r.context),
@@ -511,8 +551,13 @@ async function partitionSweep(runtime: GpuRuntime, timer: DispatchTimer): Promis
     String(r.partitions),
     r.micros.toFixed(1),
     r.teraflops.toFixed(2),
+    r.maxDifference.toExponential(1),
   ]);
-  printAligned(`partition sweep: prefill kernel, 32 q heads, 8 kv heads`, header, rows);
+  printAligned(
+    `partition sweep: prefill kernel, 8 kv heads (32 q heads at headDim 64 and 128, 16 at 256)`,
+    header,
+    rows,
+  );
   return results;
 }
 
@@ -538,7 +583,10 @@ async function occupancySweep(runtime: GpuRuntime, timer: DispatchTimer): Promis
       const { q, sequence } = prefillQueries(runtime, shape, filled, 64, OCCUPANCY_CONTEXT);
       const prepared = prepareAttention(runtime, [sequence], 1);
       const options = { scale: 1, slidingWindow: null };
-      const plan = planAttention(runtime, q, cache, 0, prepared, options, { targetWorkgroups: 1, prefillVectors });
+      const plan = planAttention(runtime, q, cache, 0, prepared, options, {
+        targetWorkgroups: 1,
+        prefill: { maxVectors: prefillVectors },
+      });
       const workgroups = plan.dispatches
         .map(({ workgroups: [x, y, z] }) => x * (y ?? 1) * (z ?? 1))
         .reduce((sum, count) => sum + count, 0);

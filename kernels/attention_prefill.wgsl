@@ -18,14 +18,17 @@
 //       (f16 / 4- / 8-bit → f32), laid out [dim][key] so a thread reads its 4 keys as one vec4;
 //   (2) online softmax: per-vector tile max by subgroup shuffles across the KEY_THREADS lanes of a
 //       vector (SUBGROUP_MAX) or through workgroup memory, rescaling of the thread's Σ p share and its
-//       output rows; p goes to `probabilities` [key][vector];
-//   (3) Σ p·v: the same thread owns vectors 4tm…4tm+3 × dimensions 8tn…8tn+7 of the output, in
-//       registers; values come through the staging buffer CHUNK_KEYS keys at a time, [key][dim].
+//       output rows; p goes to `probabilities` [key][vector] (quads rotated: probability_column);
+//   (3) Σ p·v: the same thread owns vectors 4tm…4tm+3 × 8 dimensions of the output, in registers:
+//       the 4-dimension columns tn and tn + KEY_THREADS, so that the 8 lanes of a 128-bit read of the
+//       staged values hit 8 different bank quads (columns 2tn, 2tn + 1 put two lanes on each: 5–8%
+//       slower on an H200); values come through the staging buffer CHUNK_KEYS keys at a time,
+//       [key][dim].
 // Software pipelining: each thread loads the storage words of the next staging step (the next chunk,
 // the tile's values, the next tile's keys) into registers right after the barrier that publishes the
 // current one, so their latency overlaps the arithmetic; each thread finds its keys' rows in the block
 // table itself. Two barriers per staging step (four per tile at headDim 64 with a 2048-float
-// staging buffer, eight at 128), two more for the tile max without subgroups.
+// staging buffer, eight at 128 with 4096), two more for the tile max without subgroups.
 // Σ p is summed across the KEY_THREADS threads of a vector once, at the end, in a fixed order.
 //
 // Bindings: 0 params,
@@ -70,6 +73,8 @@ override VALUE_UNITS: u32 = CHUNK_KEYS * HEAD_DIM / 4u;
 override KEY_UNITS_PER_THREAD: u32 = (KEY_UNITS + THREADS - 1u) / THREADS;
 override VALUE_UNITS_PER_THREAD: u32 = (VALUE_UNITS + THREADS - 1u) / THREADS;
 const MAX_UNITS: u32 = 8u;
+// Σ p·v of one vector in a thread: columns tn and tn + KEY_THREADS (4 dimensions each).
+alias Output = array<vec4<f32>, 2>;
 
 // Stands for −∞, which WGSL constants cannot hold; exp(NO_SCORE − real) is exactly 0.
 const NO_SCORE: f32 = -3.0e38;
@@ -97,7 +102,7 @@ struct Params {
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 @group(0) @binding(6) var<storage, read_write> partials: array<f32>;
 
-// exp(score − max), [key][vector / 4].
+// exp(score − max), [key][vector / 4] (the quads of a key rotated: probability_column).
 var<workgroup> probabilities: array<vec4<f32>, BLOCK_M * TILE_KEYS / 4u>;
 // Keys [dim][key / 4] of one chunk of dimensions, or values [key][dim / 4] of one chunk of keys.
 var<workgroup> stage: array<vec4<f32>, STAGE_VEC4S>;
@@ -208,6 +213,14 @@ fn window_start(position: u32) -> u32 {
 fn max4(v: vec4<f32>) -> f32 { return max(max(v.x, v.y), max(v.z, v.w)); }
 fn sum4(v: vec4<f32>) -> f32 { return (v.x + v.y) + (v.z + v.w); }
 
+// Where vector quad tm's probabilities of the keys of key thread tn are in their rows of
+// `probabilities`: rotated by tn, so that the 8 lanes of a 128-bit store (one tm, 8 key threads) write
+// 8 different bank quads (unrotated, all eight hit one when VECTOR_QUADS is a multiple of 8: 2–5%
+// slower on an H200).
+fn probability_column(tm: u32, tn: u32) -> u32 {
+  return (tm + tn) % VECTOR_QUADS;
+}
+
 // Per-thread values exchanged across the KEY_THREADS threads of a vector, [vector][key thread]: the
 // tile's partial maxima (without SUBGROUP_MAX), and at the end the partial sums. They borrow the
 // memory of `probabilities` (BLOCK_M · KEY_THREADS floats of its BLOCK_M · 4·KEY_THREADS), free at
@@ -300,13 +313,10 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
     query_at[i] = (query_row * params.q_heads + query_head) * (HEAD_DIM / 4u);
   }
   // Running max of each of the 4 vectors (the same in the KEY_THREADS threads that share them), this
-  // thread's share of Σ p, and Σ p·v of the vectors' dimensions 8tn…8tn+7.
+  // thread's share of Σ p, and Σ p·v of the vectors' columns tn and tn + KEY_THREADS.
   var running_max = vec4<f32>(NO_SCORE);
   var own_sum = vec4<f32>(0.0);
-  var o0a = vec4<f32>(0.0); var o0b = vec4<f32>(0.0);
-  var o1a = vec4<f32>(0.0); var o1b = vec4<f32>(0.0);
-  var o2a = vec4<f32>(0.0); var o2b = vec4<f32>(0.0);
-  var o3a = vec4<f32>(0.0); var o3b = vec4<f32>(0.0);
+  var o0: Output; var o1: Output; var o2: Output; var o3: Output;
   let dims_loop = chunk_dims();
   let keys_loop = chunk_keys();
 
@@ -362,15 +372,14 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
     let p2 = select(vec4<f32>(0.0), exp(s2 - new_max.z), s2 > vec4<f32>(NO_SCORE));
     let p3 = select(vec4<f32>(0.0), exp(s3 - new_max.w), s3 > vec4<f32>(NO_SCORE));
     own_sum = own_sum * correction + vec4<f32>(sum4(p0), sum4(p1), sum4(p2), sum4(p3));
-    let p_at = tn * 4u * VECTOR_QUADS + tm;
+    let p_at = tn * 4u * VECTOR_QUADS + probability_column(tm, tn);
     probabilities[p_at] = vec4<f32>(p0.x, p1.x, p2.x, p3.x);
     probabilities[p_at + VECTOR_QUADS] = vec4<f32>(p0.y, p1.y, p2.y, p3.y);
     probabilities[p_at + 2u * VECTOR_QUADS] = vec4<f32>(p0.z, p1.z, p2.z, p3.z);
     probabilities[p_at + 3u * VECTOR_QUADS] = vec4<f32>(p0.w, p1.w, p2.w, p3.w);
-    o0a *= correction.x; o0b *= correction.x;
-    o1a *= correction.y; o1b *= correction.y;
-    o2a *= correction.z; o2b *= correction.z;
-    o3a *= correction.w; o3b *= correction.w;
+    for (var j = 0u; j < 2u; j++) {
+      o0[j] *= correction.x; o1[j] *= correction.y; o2[j] *= correction.z; o3[j] *= correction.w;
+    }
 
     // (3) Σ p·v, CHUNK_KEYS value rows at a time (the first barrier also publishes the probabilities).
     for (var chunk_key = 0u; chunk_key < TILE_KEYS; chunk_key += CHUNK_KEYS) {
@@ -381,30 +390,24 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
       } else if (tile_start + TILE_KEYS < end) {
         fetch_keys(tile_start + TILE_KEYS, 0u, local);
       }
-      // Four value rows per step, loads first.
+      // Four value rows per step, the probabilities loaded first.
       for (var k = 0u; k < keys_loop; k += 4u) {
-        let p_at = (chunk_key + k) * VECTOR_QUADS + tm;
-        let v_at = k * (HEAD_DIM / 4u) + tn * 2u;
+        let p_at = (chunk_key + k) * VECTOR_QUADS + probability_column(tm, (chunk_key + k) / 4u);
         let pa = probabilities[p_at];
         let pb = probabilities[p_at + VECTOR_QUADS];
         let pc = probabilities[p_at + 2u * VECTOR_QUADS];
         let pd = probabilities[p_at + 3u * VECTOR_QUADS];
-        let va_low = stage[v_at];
-        let va_high = stage[v_at + 1u];
-        let vb_low = stage[v_at + HEAD_DIM / 4u];
-        let vb_high = stage[v_at + HEAD_DIM / 4u + 1u];
-        let vc_low = stage[v_at + HEAD_DIM / 2u];
-        let vc_high = stage[v_at + HEAD_DIM / 2u + 1u];
-        let vd_low = stage[v_at + 3u * (HEAD_DIM / 4u)];
-        let vd_high = stage[v_at + 3u * (HEAD_DIM / 4u) + 1u];
-        o0a += pa.x * va_low + pb.x * vb_low + pc.x * vc_low + pd.x * vd_low;
-        o0b += pa.x * va_high + pb.x * vb_high + pc.x * vc_high + pd.x * vd_high;
-        o1a += pa.y * va_low + pb.y * vb_low + pc.y * vc_low + pd.y * vd_low;
-        o1b += pa.y * va_high + pb.y * vb_high + pc.y * vc_high + pd.y * vd_high;
-        o2a += pa.z * va_low + pb.z * vb_low + pc.z * vc_low + pd.z * vd_low;
-        o2b += pa.z * va_high + pb.z * vb_high + pc.z * vc_high + pd.z * vd_high;
-        o3a += pa.w * va_low + pb.w * vb_low + pc.w * vc_low + pd.w * vd_low;
-        o3b += pa.w * va_high + pb.w * vb_high + pc.w * vc_high + pd.w * vd_high;
+        for (var j = 0u; j < 2u; j++) {
+          let v_at = k * (HEAD_DIM / 4u) + tn + j * KEY_THREADS;
+          let va = stage[v_at];
+          let vb = stage[v_at + HEAD_DIM / 4u];
+          let vc = stage[v_at + HEAD_DIM / 2u];
+          let vd = stage[v_at + 3u * (HEAD_DIM / 4u)];
+          o0[j] += pa.x * va + pb.x * vb + pc.x * vc + pd.x * vd;
+          o1[j] += pa.y * va + pb.y * vb + pc.y * vc + pd.y * vd;
+          o2[j] += pa.z * va + pb.z * vb + pc.z * vc + pd.z * vd;
+          o3[j] += pa.w * va + pb.w * vb + pc.w * vc + pd.w * vd;
+        }
       }
       workgroupBarrier();
     }
@@ -416,30 +419,29 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
   workgroupBarrier();
   var total = vec4<f32>(0.0);
   for (var t = 0u; t < KEY_THREADS; t++) { total += gathered(tm, t); }
-  write_vector(tm * 4u, vectors, heads, query_start + first_row, first_head, partition_index, tn, o0a, o0b, running_max.x, total.x);
-  write_vector(tm * 4u + 1u, vectors, heads, query_start + first_row, first_head, partition_index, tn, o1a, o1b, running_max.y, total.y);
-  write_vector(tm * 4u + 2u, vectors, heads, query_start + first_row, first_head, partition_index, tn, o2a, o2b, running_max.z, total.z);
-  write_vector(tm * 4u + 3u, vectors, heads, query_start + first_row, first_head, partition_index, tn, o3a, o3b, running_max.w, total.w);
+  write_vector(tm * 4u, vectors, heads, query_start + first_row, first_head, partition_index, tn, o0, running_max.x, total.x);
+  write_vector(tm * 4u + 1u, vectors, heads, query_start + first_row, first_head, partition_index, tn, o1, running_max.y, total.y);
+  write_vector(tm * 4u + 2u, vectors, heads, query_start + first_row, first_head, partition_index, tn, o2, running_max.z, total.z);
+  write_vector(tm * 4u + 3u, vectors, heads, query_start + first_row, first_head, partition_index, tn, o3, running_max.w, total.w);
 }
 
-// Dimensions 8tn…8tn+7 of one vector: normalized into `out`, or as this partition's partial result.
+// The thread's columns of one vector: normalized into `out`, or as this partition's partial result.
 fn write_vector(vector: u32, vectors: u32, heads: u32, first_token: u32, first_head: u32, partition_index: u32, tn: u32,
-  low: vec4<f32>, high: vec4<f32>, maximum: f32, sum: f32) {
+  o: Output, maximum: f32, sum: f32) {
   if (vector >= vectors) { return; }
   let query = (first_token + vector / heads) * params.q_heads + first_head + vector % heads;
-  let d = tn * 8u;
   if (params.partitions == 1u) {
-    let at = query * HEAD_DIM + d;
-    for (var j = 0u; j < 4u; j++) {
-      out[at + j] = select(0.0, low[j] / sum, sum > 0.0);
-      out[at + 4u + j] = select(0.0, high[j] / sum, sum > 0.0);
+    let at = query * HEAD_DIM;
+    for (var j = 0u; j < 2u; j++) {
+      let d = (tn + j * KEY_THREADS) * 4u;
+      for (var i = 0u; i < 4u; i++) { out[at + d + i] = select(0.0, o[j][i] / sum, sum > 0.0); }
     }
     return;
   }
   let at = (query * params.partitions + partition_index) * (HEAD_DIM + 2u);
-  for (var j = 0u; j < 4u; j++) {
-    partials[at + d + j] = low[j];
-    partials[at + d + 4u + j] = high[j];
+  for (var j = 0u; j < 2u; j++) {
+    let d = (tn + j * KEY_THREADS) * 4u;
+    for (var i = 0u; i < 4u; i++) { partials[at + d + i] = o[j][i]; }
   }
   if (tn == 0u) {
     partials[at + HEAD_DIM] = maximum;

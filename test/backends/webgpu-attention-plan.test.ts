@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { KvCacheSpec } from "../../backends/contract.js";
 import { decodeTailRows, planDecode } from "../../backends/webgpu/ops/attention-decode.js";
+import { planPrefill, wideWorkgroups } from "../../backends/webgpu/ops/attention-prefill.js";
 import { kvLayout } from "../../backends/webgpu/ops/kv-cache.js";
 
 const spec = (headDim: number): KvCacheSpec => ({
@@ -40,5 +41,41 @@ describe("WebGPU attention planning: which kernel takes which rows", () => {
     expect(plan(64, 1, 1, 32).rowsPerItem).toBe(1);
     expect(plan(128, 6, 1, 32)).toMatchObject({ headsPerChunk: 4, headChunks: 2, rowsPerItem: 1 });
     expect(() => plan(12, 4, 1, 32)).toThrow("headDim that is a multiple of 8");
+  });
+
+  it("shapes the prefill kernel to the device: 512-thread workgroups where allowed, narrower where memory is short", () => {
+    // sharedBytes and maxComputeInvocationsPerWorkgroup of: an H200 through Dawn; WebGPU's defaults.
+    const plan = (headDim: number, sharedBytes: number, maxThreads: number) =>
+      planPrefill(spec(headDim), kvLayout(spec(headDim)), 4, sharedBytes, true, 32, maxThreads);
+    const workgroupBytes = (p: NonNullable<ReturnType<typeof plan>>) =>
+      4 * (p.blockM * (p.threads / (p.blockM / 4)) * 4 + Number(p.constants.STAGE_VEC4S) * 4);
+    const h200 = (headDim: number) => plan(headDim, 49152, 1024)!;
+    expect(h200(64)).toMatchObject({ blockM: 128, threads: 256, rowsPerItem: 32 });
+    expect(workgroupBytes(h200(64))).toBe(24 * 1024);
+    expect(h200(128)).toMatchObject({ blockM: 128, threads: 512, chunkDims: 64, chunkKeys: 32 });
+    expect(workgroupBytes(h200(128))).toBe(48 * 1024);
+    expect(h200(256)).toMatchObject({ blockM: 64, threads: 512 });
+    expect([64, 128, 256].map((headDim) => wideWorkgroups(h200(headDim)))).toEqual([true, true, true]);
+    // 256 threads at most: half the vectors at headDim 128, in 24 KiB, split as before.
+    const narrow = plan(128, 49152, 256)!;
+    expect(narrow).toMatchObject({ blockM: 64, threads: 256, chunkDims: 32, chunkKeys: 16 });
+    expect(workgroupBytes(narrow)).toBe(24 * 1024);
+    expect(wideWorkgroups(narrow)).toBe(false);
+    // 32 KiB of workgroup memory (lavapipe's): 128 vectors' probabilities alone would fill it, so 64;
+    // headDim 96 keeps 128 vectors in 384 threads (the conformance suite's wide case).
+    expect(plan(128, 32768, 1024)).toMatchObject({ blockM: 64, threads: 256 });
+    expect(plan(96, 32768, 1024)).toMatchObject({ blockM: 128, threads: 384 });
+    // Where memory is short, narrower workgroups that fit it (not the decode kernel).
+    for (const [headDim, shared, threads] of [
+      [64, 16384, 256],
+      [128, 16384, 1024],
+      [256, 32768, 1024],
+      [32, 49152, 1024],
+    ] as const) {
+      const p = plan(headDim, shared, threads);
+      expect(p, `headDim ${headDim}, ${shared} B, ${threads} threads`).not.toBeNull();
+      expect(workgroupBytes(p!)).toBeLessThanOrEqual(shared);
+      expect(p!.threads).toBeLessThanOrEqual(threads);
+    }
   });
 });

@@ -5,10 +5,11 @@
  * A workgroup owns BLOCK_M query vectors (rows of one sequence × q heads of one kv head); each thread
  * owns 4 vectors × 4 keys of a score tile and 4 vectors × 8 dimensions of the output, so the kernel's
  * shape follows headDim: HEAD_DIM / 8 threads across, tiles of HEAD_DIM / 2 keys, and BLOCK_M up to
- * 128 vectors in at most 256 threads (128 up to headDim 64, 64 at 128, 32 at 256).
+ * 128 vectors in at most 512 threads where the device allows them, 256 otherwise (128 vectors up to
+ * headDim 128, 64 at 256; with 256 threads, 64 at 128 and 32 at 256).
  *
- * Its workgroup memory (the probabilities and the K/V staging buffer) is held to WORKGROUP_BYTES, so
- * that two workgroups share a GPU core.
+ * Its workgroup memory (the probabilities and the K/V staging buffer) is held to WORKGROUP_BYTES per
+ * 256 threads, so that a GPU core holds as many threads as with two workgroups of 256.
  */
 import type { KvCacheSpec } from "../../contract.js";
 import { kernelConstants, type KvLayout } from "./kv-cache.js";
@@ -29,15 +30,24 @@ export const PREFILL_MIN_ROWS = 8;
 export const PREFILL_ROWS_CHOICES = [1, 2, 4, 8, 16, 32, 64] as const;
 
 /**
- * Workgroup memory per workgroup, at most: two such workgroups share a GPU core where it has least.
- * An H200 through Dawn (Vulkan) ran two workgroups of 24 KiB per SM side by side and three of 16, but
- * only one of 26–32 KiB (bench/occupancy.ts, bench/attention.ts --occupancy; bench/RESULTS.md). The
- * kernel kept 16 KiB of queries in workgroup memory before, 35–43 KiB in all: one workgroup of four
- * warps per SM, which left the SM waiting on latency.
+ * Workgroup memory per 256 threads of a workgroup (per workgroup, for smaller ones), at most: two
+ * workgroups of 256 threads share a GPU core where it has least, or one of 512. An H200 through Dawn
+ * (Vulkan) ran two workgroups of 24 KiB per SM side by side and three of 16, but only one of 26–32 KiB
+ * (bench/occupancy.ts, bench/attention.ts --occupancy; bench/RESULTS.md). The kernel kept 16 KiB of
+ * queries in workgroup memory before, 35–43 KiB in all: one workgroup of four warps per SM, which left
+ * the SM waiting on latency.
  */
 const WORKGROUP_BYTES = 24 * 1024;
-/** Largest workgroup, in threads (WebGPU's default maxComputeInvocationsPerWorkgroup). */
-const MAX_THREADS = 256;
+/**
+ * Largest workgroup, in threads, where the device allows it (WebGPU's default is 256). At headDim 128
+ * a workgroup of 128 vectors in 512 threads and 48 KiB (one per SM, as many warps as two of 256)
+ * ran 1.08–1.10× faster than two of 64 vectors in 256 threads and 24 KiB on an H200 (bench/attention.ts
+ * --partitions --shapes, 16K and 32K keys, 64, 65 and 512 rows; bench/RESULTS.md): each staged key
+ * serves twice the vectors, and the staging buffer takes twice the keys per barrier.
+ */
+const MAX_THREADS = 512;
+/** Threads every WebGPU device runs in one workgroup. */
+const DEFAULT_MAX_THREADS = 256;
 /**
  * Most query vectors per workgroup. 128 at headDim 64 (256 threads, 24 KiB) ran 1.17–1.26× faster than
  * 64 on an H200 at its best split (bench/attention.ts --partitions --prefill-vectors=64|128, 8K–32K
@@ -45,15 +55,32 @@ const MAX_THREADS = 256;
  */
 export const PREFILL_MAX_VECTORS = 128;
 /**
- * Workgroups a prefill of more than 64 vectors per workgroup is split to fill (attention.ts splits
- * keys below it; TARGET_WORKGROUPS for the rest). Those workgroups carry twice the work: 256–384 were
- * best in that sweep for 64 and 65 rows, 1024 lost 5–20%; 512 rows did not care.
+ * Workgroups a prefill of wide workgroups (more than 64 vectors or 256 threads: `wideWorkgroups`) is
+ * split to fill (attention.ts splits keys below it; TARGET_WORKGROUPS for the rest). Those workgroups
+ * carry twice the work: 256–384 were best in the H200's sweeps for 64 and 65 rows (headDim 64 with
+ * 128 vectors, 128 with 128 vectors in 512 threads, 256 with 64 in 512), 1024 lost up to 20%; 512
+ * rows did not care.
  */
 export const WIDE_PREFILL_TARGET_WORKGROUPS = 384;
+
+/** Whether a plan's workgroups are split to WIDE_PREFILL_TARGET_WORKGROUPS. */
+export function wideWorkgroups(plan: PrefillPlan): boolean {
+  return plan.blockM > 64 || plan.threads > 256;
+}
 /** Largest staging buffer for key and value chunks, in floats. */
 const MAX_STAGE_FLOATS = 4096;
 /** Units (4 values of a row) a thread fetches per staging step: the kernel's MAX_UNITS. */
 const MAX_UNITS_PER_THREAD = 8;
+
+/** Benchmarks only: the kernel's shape other than the defaults above. */
+export interface PrefillTuning {
+  /** The most query vectors a workgroup takes (a multiple of 4). */
+  maxVectors?: number;
+  /** Largest workgroup, in threads (at most the device's maxComputeInvocationsPerWorkgroup). */
+  maxThreads?: number;
+  /** Workgroup memory per workgroup, at most. */
+  workgroupBytes?: number;
+}
 
 export interface PrefillPlan {
   headsPerChunk: number;
@@ -79,7 +106,9 @@ function largestDivisor(n: number, limit: number, step: number): number {
 
 /**
  * The kernel's shape for this head size, or null where it does not apply (headDim not a multiple of
- * 8, or more workgroup memory than the device has): those rows stay with the decode kernel.
+ * 8, or more workgroup memory than the device has): those rows stay with the decode kernel. The
+ * widest workgroup that fits: where 128 vectors' probabilities alone fill the device's workgroup
+ * memory, half as many.
  */
 export function planPrefill(
   spec: KvCacheSpec,
@@ -89,20 +118,41 @@ export function planPrefill(
   unroll: boolean,
   /** Smallest subgroup the device may run (0 without subgroups): shuffles need ≥ headDim / 8 lanes. */
   subgroupMinSize = 0,
-  /** The most query vectors a workgroup takes (a multiple of 4). */
-  maxVectors = PREFILL_MAX_VECTORS,
+  /** The device's maxComputeInvocationsPerWorkgroup. */
+  deviceMaxThreads = DEFAULT_MAX_THREADS,
+  tuning: PrefillTuning = {},
+): PrefillPlan | null {
+  const keyThreads = spec.headDim / 8;
+  const maxThreads = tuning.maxThreads ?? Math.min(MAX_THREADS, deviceMaxThreads);
+  if (spec.headDim % 8 !== 0 || keyThreads > maxThreads / 4) return null;
+  let vectorCap = Math.min(tuning.maxVectors ?? PREFILL_MAX_VECTORS, (maxThreads / keyThreads) * 4);
+  for (; vectorCap >= 4; vectorCap /= 2) {
+    const plan = shapePrefill(spec, layout, groupSize, sharedBytes, unroll, subgroupMinSize, vectorCap, tuning);
+    if (plan) return plan;
+  }
+  return null;
+}
+
+function shapePrefill(
+  spec: KvCacheSpec,
+  layout: KvLayout,
+  groupSize: number,
+  sharedBytes: number,
+  unroll: boolean,
+  subgroupMinSize: number,
+  vectorCap: number,
+  tuning: PrefillTuning,
 ): PrefillPlan | null {
   const { headDim } = spec;
   const keyThreads = headDim / 8;
-  if (headDim % 8 !== 0 || keyThreads > MAX_THREADS / 4) return null;
   const tileKeys = 4 * keyThreads;
-  const vectorCap = Math.min(maxVectors, (MAX_THREADS / keyThreads) * 4);
   const headsPerChunk = Math.min(groupSize, vectorCap);
   const rowsPerItem = Math.min(64, largestPowerOfTwoAtMost(Math.floor(vectorCap / headsPerChunk)));
   const blockM = Math.ceil((rowsPerItem * headsPerChunk) / 4) * 4;
   const threads = (blockM / 4) * keyThreads;
   const fixedFloats = blockM * tileKeys;
-  const sharedBudget = Math.min(sharedBytes, WORKGROUP_BYTES);
+  const workgroupBytes = tuning.workgroupBytes ?? WORKGROUP_BYTES * Math.max(1, threads / 256);
+  const sharedBudget = Math.min(sharedBytes, workgroupBytes);
   const available = Math.min(
     MAX_STAGE_FLOATS,
     Math.floor(sharedBudget / 4) - fixedFloats,

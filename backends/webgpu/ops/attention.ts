@@ -14,7 +14,12 @@ import { Params, type Dispatch, type GpuRuntime, type GpuTensor } from "../runti
 import { describeShape } from "./grid.js";
 import { WebGpuKvCache } from "./kv-cache.js";
 import { checkBlockTables } from "../../kv-checks.js";
-import { planPrefill, WIDE_PREFILL_TARGET_WORKGROUPS } from "./attention-prefill.js";
+import {
+  planPrefill,
+  WIDE_PREFILL_TARGET_WORKGROUPS,
+  wideWorkgroups,
+  type PrefillTuning,
+} from "./attention-prefill.js";
 import { planDecode } from "./attention-decode.js";
 import { GpuAttentionBatch, type WorkItems } from "./attention-batch.js";
 
@@ -112,9 +117,9 @@ export function planAttention(
   options: AttentionOptions,
   /**
    * Benchmarks only: the workgroup count below which keys are split (TARGET_WORKGROUPS otherwise), and
-   * the most query vectors a prefill workgroup takes (planPrefill's default otherwise).
+   * the prefill kernel's shape (planPrefill's defaults otherwise).
    */
-  tuning: { targetWorkgroups?: number; prefillVectors?: number } = {},
+  tuning: { targetWorkgroups?: number; prefill?: PrefillTuning } = {},
 ): PlannedAttention {
   if (!(cache instanceof WebGpuKvCache)) throw new Error("attention: the KV cache belongs to another backend");
   if (!(batch instanceof GpuAttentionBatch)) throw new Error("attention: the batch was prepared by another backend");
@@ -160,7 +165,8 @@ export function planAttention(
           sharedBytes,
           unroll,
           runtime.gpu.subgroupMinSize,
-          tuning.prefillVectors,
+          runtime.gpu.limits.maxComputeInvocationsPerWorkgroup,
+          tuning.prefill,
         )
       : null;
   const prefillItems = prefill ? batch.prefillItems.get(prefill.rowsPerItem)! : null;
@@ -185,7 +191,8 @@ export function planAttention(
     batch,
     prefillItems ? [decodeItems, prefillItems] : [decodeItems],
     window,
-    tuning.targetWorkgroups ?? (prefill && prefill.blockM > 64 ? WIDE_PREFILL_TARGET_WORKGROUPS : TARGET_WORKGROUPS),
+    tuning.targetWorkgroups ??
+      (prefill && wideWorkgroups(prefill) ? WIDE_PREFILL_TARGET_WORKGROUPS : TARGET_WORKGROUPS),
     workgroupsPerPartition,
     tokens * qHeads * (headDim + 2) * 4,
     runtime.maxBindingBytes,
