@@ -263,9 +263,11 @@ const numbers = (name: string, otherwise: number[]) => option(name)?.split(",").
 const PARTITION_ROWS = numbers("rows", [64, 65, 512]);
 const PARTITION_CONTEXTS = numbers("contexts", quick ? [1024] : [8192, 16384, 32768]);
 const PARTITION_TARGETS = numbers("targets", [128, 256, 384, 512, 768, 1024, 2048]);
-const PARTITION_SHAPES = numbers("head-dims", [64, 128]).map((headDim) =>
-  [SMALL_SHAPE, SHAPE, WIDE_SHAPE].find((shape) => shape.headDim === headDim)!,
-);
+const PARTITION_SHAPES = numbers("head-dims", [64, 128]).map((headDim) => {
+  const shape = [SMALL_SHAPE, SHAPE, WIDE_SHAPE].find((candidate) => candidate.headDim === headDim);
+  if (!shape) throw new Error(`--head-dims: ${headDim} is not one of 64, 128, 256`);
+  return shape;
+});
 const SWEEP_CONTEXT = quick ? 256 : 8192;
 /** The occupancy sweep: keys per workgroup, and kv head counts (4 q heads each) that set the workgroups. */
 const OCCUPANCY_CONTEXT = quick ? 256 : 4096;

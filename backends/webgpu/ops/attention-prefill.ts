@@ -41,7 +41,7 @@ const WORKGROUP_BYTES = 24 * 1024;
 /**
  * Largest workgroup, in threads, where the device allows it (WebGPU's default is 256). At headDim 128
  * a workgroup of 128 vectors in 512 threads and 48 KiB (one per SM, as many warps as two of 256)
- * ran 1.08–1.10× faster than two of 64 vectors in 256 threads and 24 KiB on an H200 (bench/attention.ts
+ * ran 1.06–1.10× faster than two of 64 vectors in 256 threads and 24 KiB on an H200 (bench/attention.ts
  * --partitions --shapes, 16K and 32K keys, 64, 65 and 512 rows; bench/RESULTS.md): each staged key
  * serves twice the vectors, and the staging buffer takes twice the keys per barrier.
  */
