@@ -229,14 +229,17 @@ function tensor(
   return entry;
 }
 
-/** Blocks are read this many bytes at a time, each chunk read and checksummed by one thread of the ReadPool. */
-const READ_CHUNK_BYTES = 8 * 1024 * 1024;
+/**
+ * Blocks are read this many bytes at a time (at most), each chunk read and checksummed by one thread
+ * of the ReadPool; with reused buffers, every new buffer is this size, so that one kept from a
+ * smaller reload serves the chunks of a larger one.
+ */
+export const READ_CHUNK_BYTES = 8 * 1024 * 1024;
 /** The first chunk of a read, at most (whole blocks, at least one). */
 const FIRST_CHUNK_BYTES = 1024 * 1024;
 
-/** Checks the file's size against the header, then reads and verifies the tokens. */
-export async function readAgentTokens(handle: FileHandle, header: AgentFileHeader): Promise<Uint32Array> {
-  const { size } = await handle.stat();
+/** Checks the file's size (as opened) against the header, then reads and verifies the tokens. */
+export async function readAgentTokens(handle: FileHandle, header: AgentFileHeader, size: number): Promise<Uint32Array> {
   if (size < header.dataEnd) {
     throw new AgentFileRejected("truncated", `file is ${size} bytes, its header promises ${header.dataEnd}`);
   }
@@ -286,8 +289,9 @@ export async function readAgentBlocks(
   const read = async (chunk: number): Promise<ReadRun> => {
     const first = starts[chunk]!;
     const byteLength = ((starts[chunk + 1] ?? count) - first) * blockBytes;
+    const capacity = buffers === "reused" ? Math.max(byteLength, READ_CHUNK_BYTES) : byteLength;
     try {
-      return await pool.read(handle.fd, byteLength, header.blocks[first]!.fileOffset, blockBytes);
+      return await pool.read(handle.fd, byteLength, header.blocks[first]!.fileOffset, blockBytes, capacity);
     } catch (error) {
       if (error instanceof EndOfFileError) throw new AgentFileRejected("truncated", error.message);
       throw error;
@@ -331,8 +335,9 @@ export async function readAgentBlocks(
 export async function readAgentData(
   handle: FileHandle,
   header: AgentFileHeader,
+  size: number,
 ): Promise<{ tokens: Uint32Array; blocks: Uint8Array[] }> {
-  const tokens = await readAgentTokens(handle, header);
+  const tokens = await readAgentTokens(handle, header, size);
   const blocks: Uint8Array[] = [];
   const blockBytes = header.blocks[0]?.byteLength ?? 0;
   await readAgentBlocks(handle, header, "owned", (first, bytes) => {

@@ -20,7 +20,7 @@
  * - Big files do not block the event loop: I/O is async, checksums run in slices of ~2 ms between awaits.
  */
 import { createHash } from "node:crypto";
-import { mkdir, open, readdir, rename, stat, unlink, type FileHandle } from "node:fs/promises";
+import { mkdir, open, readdir, rename, stat, unlink } from "node:fs/promises";
 import { endianness } from "node:os";
 import { basename, join } from "node:path";
 import { crc32 } from "node:zlib";
@@ -190,16 +190,14 @@ export class AgentStore {
     return this.exclusive(name, async () => {
       const inspected = await this.inspect(name);
       if (!inspected) return null;
-      const { path, header } = inspected;
-      let handle: FileHandle | undefined;
+      const { path, header, file } = inspected;
       try {
-        handle = await open(path, "r");
-        const { tokens, blocks } = await readAgentData(handle, header);
+        const { tokens, blocks } = await readAgentData(file.handle, header, file.size);
         return { tenant, agentId, tokens, blockHashes: header.blockHashes, blocks, updatedAt: header.updatedAt };
       } catch (error) {
         return await this.unusable(path, error);
       } finally {
-        await handle?.close();
+        await file.close();
       }
     });
   }
@@ -216,11 +214,10 @@ export class AgentStore {
     return this.exclusive(name, async () => {
       const inspected = await this.inspect(name);
       if (!inspected) return "miss";
-      const { path, header } = inspected;
-      let handle: FileHandle | undefined;
+      const { path, header, file } = inspected;
+      const { handle } = file;
       try {
-        handle = await open(path, "r");
-        const tokens = await readAgentTokens(handle, header);
+        const tokens = await readAgentTokens(handle, header, file.size);
         const { blockHashes, updatedAt } = header;
         const preamble = { tenant, agentId, tokens, blockHashes, blockCount: header.blocks.length, updatedAt };
         if (!(await sinkCall(() => sink.begin(preamble)))) return "declined";
@@ -232,7 +229,7 @@ export class AgentStore {
         await this.unusable(path, error);
         return "miss";
       } finally {
-        await handle?.close();
+        await file.close();
       }
     });
   }
@@ -303,8 +300,12 @@ export class AgentStore {
   /**
    * Opens and checks a file's header; null (after quarantining or logging) when it cannot be used.
    * The file must belong to the agent its name is derived from, so a load gets only its own agent.
+   * The file is left open for the rest of the load (one open per load: every file operation is a
+   * round trip through libuv's thread pool); the caller closes it.
    */
-  private async inspect(name: string): Promise<{ path: string; header: AgentFileHeader; size: number } | null> {
+  private async inspect(
+    name: string,
+  ): Promise<{ path: string; header: AgentFileHeader; file: SafetensorsFile } | null> {
     const path = join(this.directory, name);
     let file: SafetensorsFile;
     try {
@@ -322,22 +323,22 @@ export class AgentStore {
         throw new AgentFileRejected("corrupt", "the tenant or agent id in the header is not a valid id");
       }
       if (owner !== name) throw new AgentFileRejected("misplaced", "the file holds another agent's memory");
-      const { size } = await stat(path);
-      if (size < header.dataEnd) {
-        throw new AgentFileRejected("truncated", `file is ${size} bytes, its header promises ${header.dataEnd}`);
+      if (file.size < header.dataEnd) {
+        throw new AgentFileRejected("truncated", `file is ${file.size} bytes, its header promises ${header.dataEnd}`);
       }
-      return { path, header, size };
+      return { path, header, file };
     } catch (error) {
-      return await this.unusable(path, error);
-    } finally {
       await file.close();
+      return await this.unusable(path, error);
     }
   }
 
   private async entryFor(name: string): Promise<WarmEntry | null> {
     const inspected = await this.inspect(name);
     if (!inspected) return null;
-    const { path, header, size } = inspected;
+    const { path, header, file } = inspected;
+    await file.close();
+    const size = file.size;
     return {
       tenant: header.tenant,
       agentId: header.agentId,

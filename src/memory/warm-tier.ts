@@ -6,6 +6,7 @@
 import type { KvCache } from "../../backends/contract.js";
 import type { PagedKv, SequenceId } from "../../backends/kv-paging.js";
 import type { Logger } from "../logging.js";
+import { READ_CHUNK_BYTES } from "./agent-file.js";
 import { AgentStore, type AgentRecord, type WarmEntry } from "./persistence.js";
 import { ReadPool } from "./read-pool.js";
 import { SnapshotBuffers } from "./snapshot-buffers.js";
@@ -88,8 +89,9 @@ export class WarmTier {
 
   /** Rebuild the index from the cache directory (at start). */
   async start(): Promise<void> {
-    // The reader threads of reloads start with the server, not on the first reload.
-    ReadPool.shared().start();
+    // The reader threads of reloads start with the server, not on the first reload, with the buffers
+    // they read into.
+    ReadPool.shared().start(READ_CHUNK_BYTES);
     for (const entry of await this.store.scan()) this.entries.set(key(entry.tenant, entry.agentId), entry);
     this.logger.info(`agent memory: ${this.entries.size} agent(s) on disk`);
   }

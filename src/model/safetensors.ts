@@ -44,11 +44,16 @@ export class SafetensorsError extends Error {
 
 /** Headers are small (a few hundred KB for the largest models); anything huge is corruption. */
 const MAX_HEADER_BYTES = 100 * 1024 * 1024;
+/** The first read of a file: the header's length and, where it fits, the header. */
+const FIRST_READ_BYTES = 64 * 1024;
 
 export class SafetensorsFile {
   private constructor(
     readonly path: string,
-    private readonly handle: FileHandle,
+    /** The open file, for reads beyond `read` (its owner closes it with `close`). */
+    readonly handle: FileHandle,
+    /** The file's size when it was opened. */
+    readonly size: number,
     readonly metadata: Readonly<Record<string, string>>,
     readonly tensors: ReadonlyMap<string, TensorEntry>,
   ) {}
@@ -59,16 +64,23 @@ export class SafetensorsFile {
       const { size } = await handle.stat();
       const fail = (message: string) => new SafetensorsError(`${path}: ${message}`);
       if (size < 8) throw fail(`${size} bytes is too short for a safetensors header (truncated?)`);
-      const lengthBytes = Buffer.alloc(8);
-      await handle.read(lengthBytes, 0, 8, 0);
-      const headerLength = lengthBytes.readBigUInt64LE(0);
+      // The length and, most often, the whole header in one read (each read is a round trip through
+      // libuv's thread pool: an agent file's reload opens with a few of them).
+      const buffer = Buffer.alloc(Math.min(size, FIRST_READ_BYTES));
+      const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+      if (bytesRead < 8) throw fail(`read ${bytesRead} bytes of a ${size}-byte file (truncated while read?)`);
+      const first = buffer.subarray(0, bytesRead);
+      const headerLength = first.readBigUInt64LE(0);
       if (headerLength > BigInt(Math.min(MAX_HEADER_BYTES, size - 8))) {
         throw fail(
           `header length ${headerLength} does not fit in a file of ${size} bytes (truncated or not safetensors)`,
         );
       }
-      const headerBytes = Buffer.alloc(Number(headerLength));
-      await handle.read(headerBytes, 0, headerBytes.length, 8);
+      let headerBytes = first.subarray(8, 8 + Number(headerLength));
+      if (headerBytes.length < headerLength) {
+        headerBytes = Buffer.alloc(Number(headerLength));
+        await handle.read(headerBytes, 0, headerBytes.length, 8);
+      }
       let header: unknown;
       try {
         header = JSON.parse(headerBytes.toString("utf8"));
@@ -77,7 +89,7 @@ export class SafetensorsFile {
       }
       const dataStart = 8 + headerBytes.length;
       const { metadata, tensors } = parseHeader(header, dataStart, size - dataStart, fail);
-      return new SafetensorsFile(path, handle, metadata, tensors);
+      return new SafetensorsFile(path, handle, size, metadata, tensors);
     } catch (error) {
       await handle.close();
       throw error;

@@ -1,7 +1,7 @@
 /**
  * The reader threads of a warm reload: each task reads a run of a real file and returns it with the
  * CRC-32 of each block, checked against zlib's on the main thread; recycled buffers come back with
- * new contents; a file shorter than the run, and a closed descriptor, reject instead of returning
+ * new contents, and new buffers are made large enough to be recycled for longer runs; a file shorter than the run, and a closed descriptor, reject instead of returning
  * short or stale data.
  */
 import { execFile } from "node:child_process";
@@ -82,6 +82,42 @@ describe("ReadPool", () => {
       expect(kept.map((run) => run.bytes.buffer.byteLength / 1024)).toEqual([16, 12, 8]);
       const unkept = await read(4 * 1024);
       expect(unkept.bytes.buffer.byteLength).toBe(4 * 1024);
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  it("gives a new buffer the capacity asked for, so a longer run later reuses it; start makes 2 · size buffers", async () => {
+    const content = randomBytes(256 * 1024);
+    const path = join(directory, "capacity.bin");
+    writeFileSync(path, content);
+    const fd = openSync(path, "r");
+    try {
+      const pool = new ReadPool(1);
+      // A short run in a buffer of the capacity asked for, returned with only the run's bytes...
+      const short = await pool.read(fd, 16 * 1024, 100, 4096, 128 * 1024);
+      expect(short.bytes.byteLength).toBe(16 * 1024);
+      expect(short.bytes.buffer.byteLength).toBe(128 * 1024);
+      expect(Buffer.from(short.bytes).equals(content.subarray(100, 100 + 16 * 1024))).toBe(true);
+      // ...and given back, it carries a longer run (a buffer of the run's size would not have).
+      pool.recycle(short.bytes);
+      const longer = await pool.read(fd, 96 * 1024, 5000, 4096);
+      expect(longer.bytes.buffer.byteLength).toBe(128 * 1024);
+      expect(Buffer.from(longer.bytes).equals(content.subarray(5000, 5000 + 96 * 1024))).toBe(true);
+      // A run longer than the capacity gets a buffer of its own size.
+      const long = await pool.read(fd, 200 * 1024, 0, 4096, 128 * 1024);
+      expect(long.bytes.buffer.byteLength).toBe(200 * 1024);
+
+      // start(bytes): the two reads in flight per thread find kept buffers of that size, and starting
+      // again makes no more.
+      const started = new ReadPool(2);
+      started.start(64 * 1024);
+      started.start(64 * 1024);
+      const runs = await Promise.all([0, 1, 2, 3, 4].map((i) => started.read(fd, 32 * 1024, i * 1000, 4096)));
+      expect(runs.map((run) => run.bytes.buffer.byteLength)).toEqual([65536, 65536, 65536, 65536, 32768]);
+      runs.forEach((run, i) => {
+        expect(Buffer.from(run.bytes).equals(content.subarray(i * 1000, i * 1000 + 32 * 1024))).toBe(true);
+      });
     } finally {
       closeSync(fd);
     }

@@ -86,6 +86,32 @@ describe("safetensors", () => {
     await file.close();
   });
 
+  it("reads a header longer than its first read of the file (64 KiB), and one that ends the file", async () => {
+    const long = "x".repeat(100_000);
+    const path = join(scratchDir(), "long-header.safetensors");
+    const header = Buffer.from(
+      JSON.stringify({ __metadata__: { long }, a: { data_offsets: [0, 4], dtype: "F32", shape: [1] } }),
+    );
+    const length = Buffer.alloc(8);
+    length.writeBigUInt64LE(BigInt(header.length));
+    writeFileSync(path, Buffer.concat([length, header, Buffer.from(new Float32Array([3.5]).buffer)]));
+    const file = await SafetensorsFile.open(path);
+    expect(file.metadata.long).toBe(long);
+    expect(file.size).toBe(8 + header.length + 4);
+    expect(Array.from(new Float32Array((await file.read("a")).slice().buffer))).toEqual([3.5]);
+    await file.close();
+    // No tensors: the header is the whole file, read in the first read.
+    const empty = join(scratchDir(), "empty.safetensors");
+    const emptyHeader = Buffer.from('{"__metadata__":{"k":"v"}}');
+    const emptyLength = Buffer.alloc(8);
+    emptyLength.writeBigUInt64LE(BigInt(emptyHeader.length));
+    writeFileSync(empty, Buffer.concat([emptyLength, emptyHeader]));
+    const none = await SafetensorsFile.open(empty);
+    expect(none.metadata).toEqual({ k: "v" });
+    expect(none.tensors.size).toBe(0);
+    await none.close();
+  });
+
   it("refuses data that does not match its dtype and shape, naming the tensor", async () => {
     const path = join(scratchDir(), "bad.safetensors");
     await expect(
