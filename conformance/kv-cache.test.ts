@@ -283,6 +283,56 @@ for (const backendName of backendsUnderTest()) {
       });
     }
 
+    for (const storage of [STORAGES[1]!, STORAGES[3]!]) {
+      it(`${storageName(storage)}: imports in a row, as a reload's chunks come, then a write into the last block and attention`, async () => {
+        const backend = await backendFor(backendName);
+        const layers = 2;
+        const source = backend.createKvCache(spec(storage, 4, layers));
+        const target = backend.createKvCache(spec(storage, 6, layers));
+        const sourceKv = new PagedKv(source);
+        const targetKv = new PagedKv(target);
+        const data = tokens(`reload ${storageName(storage)}`, 41);
+        const sequence = sourceKv.create();
+        await appendTokens(backend, source, sourceKv, sequence, prefix(data, 40));
+        const exported = await source.exportBlocks(sourceKv.blockTable(sequence));
+        // The target's sequence takes fresh blocks for the 40 tokens, filled by two imports issued
+        // back to back (the second before the first resolves), each from a buffer reused at once.
+        const reloaded = targetKv.create();
+        targetKv.append(reloaded, 40);
+        const table = targetKv.blockTable(reloaded);
+        const chunk = (from: number, to: number) =>
+          exported.slice(from * source.bytesPerBlock, to * source.bytesPerBlock);
+        const first = chunk(0, 2);
+        const second = chunk(2, 3);
+        const imports = [target.importBlocks(table.slice(0, 2), first), target.importBlocks(table.slice(2, 3), second)];
+        await Promise.all(imports);
+        first.fill(0x3c);
+        second.fill(0xc3);
+        // The 41st token goes into the last imported block, in both caches: it must land after the
+        // imported bytes, not under them.
+        const last = { keys: data.keys.subarray(40 * ROW), values: data.values.subarray(40 * ROW) };
+        await appendTokens(backend, source, sourceKv, sequence, last);
+        await appendTokens(backend, target, targetKv, reloaded, last);
+        const queries = random(`reload queries ${storageName(storage)}`).normals(3 * SHAPE.qHeads * SHAPE.headDim);
+        for (let layer = 0; layer < layers; layer++) {
+          checkEqual(
+            `attention after imports and a write, layer ${layer}`,
+            [3, SHAPE.qHeads, SHAPE.headDim, 41],
+            await attendTo(backend, target, layer, targetKv.blockTable(reloaded), 41, queries),
+            await attendTo(backend, source, layer, sourceKv.blockTable(sequence), 41, queries),
+          );
+        }
+        // One block imported twice in a row, nothing read between: the later bytes are what it holds.
+        const block = table[0]!;
+        const twice = [target.importBlocks([block], chunk(1, 2)), target.importBlocks([block], chunk(2, 3))];
+        await Promise.all(twice);
+        const held = await target.exportBlock(block);
+        checkEqual("a block imported twice holds the later bytes", [held.length], held, chunk(2, 3));
+        source.dispose();
+        target.dispose();
+      });
+    }
+
     // Window-1 attention returns each token's stored value alone, so it reads the storage back.
     // Bound per element: f32 exact; f16 half an ulp (2⁻¹¹ relative); quantized, half a step of its
     // group, (max − min) / (2^bits − 1) / 2, plus the f16 rounding of the bias (2⁻¹¹·|min|).

@@ -6,7 +6,9 @@
 //
 // Bindings: 0 params, 1 ids: array<u32> [block_count]: the cache blocks, in the run's order,
 //   2 k_cache: array<u32> [block_count_of_cache, block_words] (layout in kv_cache_write.wgsl), 3 v_cache,
-//   4 packed: array<u32>: block b's part for (layer, keys|values) at (b · 2 · layers + 2 · layer + kind) · block_words.
+//   4 packed: array<u32>: the part for (layer, keys|values) of the block in slot b at
+//     (b · 2 · layers + 2 · layer + kind) · block_words; ids[i] is in slot first_slot + i (an import's
+//     packed buffer fills over several reads, and its scatter may take the slots in more than one run).
 // Workgroup: 256 threads, one word of one block each (keys and values both); 2-D grid past 65,535
 //   workgroups, as in elementwise_binary.wgsl.
 
@@ -15,6 +17,7 @@ struct Params {
   block_words: u32, // words of one block in one layer's key (or value) buffer
   layers: u32,      // layers of the cache (parts per block: 2 · layers)
   layer: u32,       // the layer this dispatch moves
+  first_slot: u32,  // the packed slot of ids[0]
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -34,7 +37,7 @@ fn word_of(wg: vec3<u32>, groups: vec3<u32>, local: u32) -> Word {
   if (i >= params.block_count * params.block_words) { return Word(false, 0u, 0u); }
   let run_block = i / params.block_words;
   let word = i % params.block_words;
-  let packed_at = (run_block * 2u * params.layers + 2u * params.layer) * params.block_words + word;
+  let packed_at = ((params.first_slot + run_block) * 2u * params.layers + 2u * params.layer) * params.block_words + word;
   return Word(true, ids[run_block] * params.block_words + word, packed_at);
 }
 

@@ -207,7 +207,8 @@ export function planAttention(
     partitions.count > 1 ? [tokens, qHeads, partitions.count, headDim + 2] : [1],
     "f32",
   );
-  const bindings = [q, cache.keys[layer]!, cache.values[layer]!, batch.buffer, out, partials];
+  const { keys, values } = cache.layer(layer);
+  const bindings = [q, keys, values, batch.buffer, out, partials];
   const dispatches: Dispatch[] = [];
   if (prefill && prefillItems!.count > 0) {
     dispatches.push({

@@ -9,6 +9,7 @@ import type { KvCache, KvCacheSpec, Tensor } from "../../contract.js";
 import { GpuTensor, Params, type GpuRuntime } from "../runtime.js";
 import { describeShape, grid1d } from "./grid.js";
 import { checkKvBlock, checkKvExport, checkKvImport, checkKvLayer } from "../../kv-checks.js";
+import { KvBlockTransfers } from "./kv-block-transfers.js";
 
 /** Word layout of one layer's key (or value) buffer; kv_cache_write.wgsl's header draws it. */
 export interface KvLayout {
@@ -71,12 +72,14 @@ function requirePositiveInteger(name: string, value: number): void {
 export class WebGpuKvCache implements KvCache {
   readonly layout: KvLayout;
   readonly bytesPerBlock: number;
-  /** Per layer: the buffers attention binds, as u32 tensors of the whole layer. */
-  readonly keys: GpuTensor[] = [];
-  readonly values: GpuTensor[] = [];
+  /** Per layer: the buffers attention binds, as u32 tensors of the whole layer (through `layer`). */
+  private readonly keys: GpuTensor[] = [];
+  private readonly values: GpuTensor[] = [];
   private readonly blockBytes: number;
   private readonly totalBytes: number;
   private disposed = false;
+  /** Imports and exports of whole blocks (a reload's, an eviction's). */
+  readonly transfers: KvBlockTransfers;
 
   constructor(
     private readonly runtime: GpuRuntime,
@@ -102,11 +105,23 @@ export class WebGpuKvCache implements KvCache {
     }
     this.totalBytes = layerBytes * 2 * spec.layers;
     runtime.bytes.kvCache += this.totalBytes;
+    this.transfers = new KvBlockTransfers(runtime, spec.layers, this.layout.blockWords, this.keys, this.values);
     // Reloads import through them, and through the import kernel, evictions through the export one:
     // made now, so that the first reload or eviction after a server starts does not compile.
     runtime.bulk.prepareUploads();
     for (const entryPoint of ["import_blocks", "export_blocks"])
       runtime.kernels.kernel("kv_cache_blocks.wgsl", entryPoint);
+  }
+
+  /**
+   * One layer's key and value buffers, for work that reads or writes them (attention): imports that
+   * have resolved are scattered into place first, so that work sees them.
+   */
+  layer(layer: number): { keys: GpuTensor; values: GpuTensor } {
+    this.requireLive();
+    this.requireLayer("layer", layer);
+    this.transfers.scatterImports();
+    return { keys: this.keys[layer]!, values: this.values[layer]! };
   }
 
   private createLayerBuffer(bytes: number): GpuTensor {
@@ -137,6 +152,7 @@ export class WebGpuKvCache implements KvCache {
       );
     }
     if (tokens === 0) return;
+    this.transfers.scatterImports();
     const [x, y] = grid1d(tokens, 1);
     this.runtime.dispatch({
       file: "kv_cache_write.wgsl",
@@ -154,6 +170,7 @@ export class WebGpuKvCache implements KvCache {
 
   copyBlocks(pairs: readonly (readonly [source: number, destination: number])[]): void {
     this.requireLive();
+    this.transfers.scatterImports();
     for (const [source, destination] of pairs) {
       this.requireBlock("copyBlocks", source);
       this.requireBlock("copyBlocks", destination);
@@ -176,22 +193,11 @@ export class WebGpuKvCache implements KvCache {
     return this.exportBlocks([block]);
   }
 
-  /**
-   * In batches of up to 64 MiB: one dispatch per layer (export_blocks in kernels/kv_cache_blocks.wgsl)
-   * gathers a batch's blocks into a packed buffer laid out as a file holds them, which comes back
-   * through the runtime's reused mapped buffers (`downloadBulk`). A copy per block and layer part into
-   * a new mappable buffer per batch read an H200 back at 0.56 GB/s (bench/reload.ts).
-   */
+  /** See KvBlockTransfers.exportBlocks. */
   async exportBlocks(blocks: readonly number[], into?: Uint8Array): Promise<Uint8Array> {
     this.requireLive();
     const out = checkKvExport(this.spec, this.bytesPerBlock, blocks, into);
-    await this.inBatches(blocks, async (batch, first) => {
-      const part = out.subarray(first * this.bytesPerBlock, (first + batch.length) * this.bytesPerBlock);
-      await this.withPacked(batch, async (ids, packed) => {
-        this.moveBlocks("export_blocks", ids, packed, batch.length);
-        await this.runtime.downloadBulk(packed, 0, part);
-      });
-    });
+    await this.transfers.exportBlocks(blocks, out);
     return out;
   }
 
@@ -203,81 +209,16 @@ export class WebGpuKvCache implements KvCache {
         `KV cache importBlock: got ${bytes.byteLength} bytes, a block of this cache takes ${this.bytesPerBlock}`,
       );
     }
+    this.transfers.scatterImports(); // an earlier import of the same block must not land after this one
     this.upload([block], bytes);
   }
 
-  /**
-   * The bytes go to the GPU as they are, into a packed buffer through the runtime's reused mapped
-   * buffers (`uploadBulk`), and one dispatch per layer (import_blocks in kernels/kv_cache_blocks.wgsl)
-   * scatters them into place. A writeBuffer per block and layer part ran at ~0.5 GB/s on an H200 host,
-   * one writeBuffer per batch at ~2.6 GB/s; the mapped buffers carry ~11–14 GB/s. Submitted at once,
-   * so the GPU scatters this batch while the next is read.
-   */
+  /** See KvBlockTransfers.importBlocks. */
   async importBlocks(blocks: readonly number[], bytes: Uint8Array): Promise<void> {
     this.requireLive();
     checkKvImport(this.spec, this.bytesPerBlock, blocks, bytes);
-    await this.inBatches(blocks, async (batch, first) => {
-      const from = bytes.subarray(first * this.bytesPerBlock, (first + batch.length) * this.bytesPerBlock);
-      await this.withPacked(batch, async (ids, packed) => {
-        await this.runtime.uploadBulk(packed, 0, from);
-        this.moveBlocks("import_blocks", ids, packed, batch.length);
-      });
-      this.runtime.submit();
-    });
-  }
-
-  /** Blocks in one batch, at most: as many as one packed buffer can bind (64 MiB at most). */
-  private get blocksPerBatch(): number {
-    const limit = Math.min(BLOCK_BATCH_BYTES, this.runtime.maxBindingBytes);
-    return Math.max(1, Math.floor(limit / this.bytesPerBlock));
-  }
-
-  /** Runs of blocks small enough for one packed buffer to bind. */
-  private async inBatches(
-    blocks: readonly number[],
-    each: (batch: readonly number[], first: number) => Promise<void>,
-  ): Promise<void> {
-    const perBatch = this.blocksPerBatch;
-    for (let first = 0; first < blocks.length; first += perBatch)
-      await each(blocks.slice(first, first + perBatch), first);
-  }
-
-  /**
-   * A batch's ids and a packed buffer, from the pool, given back once `use` is done: not before,
-   * since a bulk transfer copies out of (or into) the packed buffer as its staging frees up. Both are
-   * of the largest batch's size whatever this batch's, and bound whole (moveBlocks): a reload's
-   * chunks come in many sizes, and buffers or views of a new size meant new bind groups for every
-   * layer, which made the first reloads of each size slower (the first of three 36 MB reloads on an
-   * H200 imported in 21–33 ms, the third in 9).
-   */
-  private async withPacked(
-    blocks: readonly number[],
-    use: (ids: GpuTensor, packed: GpuTensor) => Promise<void>,
-  ): Promise<void> {
-    const ids = this.runtime.allocate([this.blocksPerBatch], "u32");
-    const packed = this.runtime.allocate([(this.blocksPerBatch * this.bytesPerBlock) / 4], "u32");
-    try {
-      // runtime.upload submits recorded work first where the pooled buffer is still read by it.
-      this.runtime.upload(ids, Uint32Array.from(blocks));
-      await use(ids, packed);
-    } finally {
-      this.runtime.release(ids);
-      this.runtime.release(packed);
-    }
-  }
-
-  /** One dispatch per layer of kernels/kv_cache_blocks.wgsl between the cache and `packed`. */
-  private moveBlocks(entryPoint: "import_blocks" | "export_blocks", ids: GpuTensor, packed: GpuTensor, count: number) {
-    for (let layer = 0; layer < this.spec.layers; layer++) {
-      this.runtime.dispatch({
-        file: "kv_cache_blocks.wgsl",
-        entryPoint,
-        params: new Params().u32(count).u32(this.layout.blockWords).u32(this.spec.layers).u32(layer),
-        // The pooled buffers whole, so their bind groups serve batches of every size.
-        bindings: [ids.buffer, this.keys[layer]!, this.values[layer]!, packed.buffer],
-        workgroups: grid1d(count * this.layout.blockWords, 256),
-      });
-    }
+    // Called before the first await: imports queue in call order.
+    return this.transfers.importBlocks(blocks, bytes);
   }
 
   /** blocks[i] ← bytes[i·bytesPerBlock …], one writeBuffer per layer part of each block. */
@@ -303,6 +244,7 @@ export class WebGpuKvCache implements KvCache {
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    this.transfers.dispose();
     this.runtime.bytes.kvCache -= this.totalBytes;
     const buffers = [...this.keys, ...this.values].map((tensor) => tensor.buffer);
     this.runtime.submit();
@@ -331,9 +273,6 @@ export class WebGpuKvCache implements KvCache {
     checkKvBlock(this.spec, operation, block);
   }
 }
-
-/** Most bytes exportBlocks and importBlocks move through one packed buffer. */
-const BLOCK_BATCH_BYTES = 64 * 1024 * 1024;
 
 function own(tensor: Tensor): GpuTensor {
   if (!(tensor instanceof GpuTensor)) throw new Error("webgpu: tensor belongs to another backend");
