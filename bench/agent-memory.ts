@@ -18,7 +18,9 @@
  * Run from the repository root:
  *   npx tsc -p tsconfig.json --noEmit false --outDir dist
  *   node dist/bench/agent-memory.js [--preset tiny|1b|8b] [--max-context N] [--backend webgpu|mlx] [--name=NAME]
- * Writes bench/results/agent-memory-<name>.json.
+ *     [--kv-mb N] [--trace-reloads]
+ * Writes bench/results/agent-memory-<name>.json. --trace-reloads prints each reload's timeline
+ * (bench/lib/reload-trace.ts).
  */
 import { join } from "node:path";
 import { rmSync, writeFileSync } from "node:fs";
@@ -90,6 +92,7 @@ function describeReload(reload: ReturnType<typeof reloadParts>): string {
 async function main(): Promise<void> {
   const directory = await llamaBenchModel(root, preset);
   const backend = await createBackend(backendName);
+  if (process.argv.includes("--trace-reloads")) (await import("./lib/reload-trace.js")).installReloadTrace();
   const setup = await prepareMemoryEngine(directory, backend, Number(option("kv-mb") ?? 6144) * 2 ** 20);
   const { model, config, cacheDirectory: cacheDir } = setup;
   const open = () => openMemoryEngine(setup);
