@@ -24,6 +24,9 @@
 //       staged values hit 8 different bank quads (columns 2tn, 2tn + 1 put two lanes on each: 5–8%
 //       slower on an H200); values come through the staging buffer CHUNK_KEYS keys at a time,
 //       [key][dim].
+// In both loops each load's FMAs follow it (a query vector, then its 16 FMAs; a key's probabilities
+// and its two value columns, then their 32): 1.04–1.08× faster on an H200 than issuing all of a
+// step's loads first (bench/RESULTS.md; fewer registers live is the likely reason, not measured).
 // Software pipelining: each thread loads the storage words of the next staging step (the next chunk,
 // the tile's values, the next tile's keys) into registers right after the barrier that publishes the
 // current one, so their latency overlaps the arithmetic; each thread finds its keys' rows in the block
@@ -227,7 +230,7 @@ fn probability_column(tm: u32, tn: u32) -> u32 {
 // those points: a workgroup memory of its own cost as much as a quarter of the staging buffer.
 fn exchanged(at: u32) -> f32 { return probabilities[at / 4u][at % 4u]; }
 
-// A thread's value for each of its 4 vectors into the exchange.
+// A thread's value for each of its 4 vectors (quad tm) into the exchange.
 fn publish(tm: u32, tn: u32, values: vec4<f32>) {
   let at = tm * 4u * KEY_THREADS + tn;
   for (var i = 0u; i < 4u; i++) {
@@ -243,9 +246,12 @@ fn gathered(tm: u32, t: u32) -> vec4<f32> {
     exchanged(at + 3u * KEY_THREADS));
 }
 
+// The scores of a thread's 4 vectors: per vector, its 4 keys of the tile.
+alias Scores = array<vec4<f32>, 4>;
+
 // Max of each of a thread's 4 vectors' scores over the KEY_THREADS threads that share the vectors.
-fn tile_max(tm: u32, tn: u32, s0: vec4<f32>, s1: vec4<f32>, s2: vec4<f32>, s3: vec4<f32>) -> vec4<f32> {
-  var maxima = vec4<f32>(max4(s0), max4(s1), max4(s2), max4(s3));
+fn tile_max(tm: u32, tn: u32, s: Scores) -> vec4<f32> {
+  var maxima = vec4<f32>(max4(s[0]), max4(s[1]), max4(s[2]), max4(s[3]));
 //#if SUBGROUPS
   if (SUBGROUP_MAX) {
     for (var offset = 1u; offset < KEY_THREADS; offset <<= 1u) { maxima = max(maxima, subgroupShuffleXor(maxima, offset)); }
@@ -295,12 +301,12 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
   if (first_tile < end) { fetch_keys(first_tile, 0u, local); }
 
   // Where this thread's 4 vectors start in `q`, in vec4s (vectors past `vectors` read the item's
-  // first one: their scores are masked).
-  var query_at = vec4<u32>(0u);
-  // This thread's 4 vectors: the keys each may see, [window_first, last] (empty past `vectors`).
-  var window_first = vec4<u32>(0u);
-  var last = vec4<u32>(0u);
-  var real = vec4<bool>(false);
+  // first one: their scores are masked), and the keys each may see, [window_first, last] (empty past
+  // `vectors`).
+  var query_at: array<u32, 4>;
+  var window_first: array<u32, 4>;
+  var last: array<u32, 4>;
+  var real: array<bool, 4>;
   for (var i = 0u; i < 4u; i++) {
     let vector = tm * 4u + i;
     let position = first_position + vector / max(heads, 1u);
@@ -313,10 +319,10 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
     query_at[i] = (query_row * params.q_heads + query_head) * (HEAD_DIM / 4u);
   }
   // Running max of each of the 4 vectors (the same in the KEY_THREADS threads that share them), this
-  // thread's share of Σ p, and Σ p·v of the vectors' columns tn and tn + KEY_THREADS.
+  // thread's share of Σ p, and per vector Σ p·v of its columns tn and tn + KEY_THREADS.
   var running_max = vec4<f32>(NO_SCORE);
   var own_sum = vec4<f32>(0.0);
-  var o0: Output; var o1: Output; var o2: Output; var o3: Output;
+  var o: array<Output, 4>;
   // Keys [interior_from, interior_to) are visible to every vector of the workgroup: from the last
   // row's window start, up to the first row's position and the partition's end. (Vectors past
   // `vectors` are not written, so what they see does not matter.)
@@ -329,9 +335,10 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
   // them, the loads of the next step (the next chunk, the tile's values, the next tile's keys) are
   // issued, and the arithmetic on `stage` runs while they travel; a second barrier frees `stage`.
   for (var tile_start = first_tile; tile_start < end; tile_start += TILE_KEYS) {
-    // (1) Scores of 4 vectors × 4 keys, CHUNK_DIMS dimensions at a time.
-    var s0 = vec4<f32>(0.0); var s1 = vec4<f32>(0.0);
-    var s2 = vec4<f32>(0.0); var s3 = vec4<f32>(0.0);
+    // (1) Scores of 4 vectors × 4 keys, CHUNK_DIMS dimensions at a time. Zeroed explicitly: a `var`
+    // declared in the loop without a value kept the last tile's scores on lavapipe.
+    var s: Scores;
+    for (var i = 0u; i < 4u; i++) { s[i] = vec4<f32>(0.0); }
     for (var chunk_first = 0u; chunk_first < HEAD_DIM; chunk_first += CHUNK_DIMS) {
       stage_keys(chunk_first, local);
       workgroupBarrier();
@@ -340,45 +347,41 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
       } else {
         fetch_values(tile_start, 0u, local);
       }
-      // Four dimensions per step, their loads issued before the arithmetic, so latencies overlap.
+      // Four dimensions per step: of the 4 keys, then of each vector, its FMAs right after its load
+      // (3–4% faster on an H200 than the 4 vectors' loads first, then the FMAs).
       for (var d = 0u; d < dims_loop; d += 4u) {
         let q_at = (chunk_first + d) / 4u;
         let k_at = d * (TILE_KEYS / 4u) + tn;
-        // Dimensions d…d+3 of each of the 4 vectors, and of the 4 keys.
-        let q0 = q[query_at.x + q_at];
-        let q1 = q[query_at.y + q_at];
-        let q2 = q[query_at.z + q_at];
-        let q3 = q[query_at.w + q_at];
         let ka = stage[k_at];
         let kb = stage[k_at + TILE_KEYS / 4u];
         let kc = stage[k_at + 2u * (TILE_KEYS / 4u)];
         let kd = stage[k_at + 3u * (TILE_KEYS / 4u)];
-        s0 += q0.x * ka + q0.y * kb + q0.z * kc + q0.w * kd;
-        s1 += q1.x * ka + q1.y * kb + q1.z * kc + q1.w * kd;
-        s2 += q2.x * ka + q2.y * kb + q2.z * kc + q2.w * kd;
-        s3 += q3.x * ka + q3.y * kb + q3.z * kc + q3.w * kd;
+        for (var i = 0u; i < 4u; i++) {
+          let qv = q[query_at[i] + q_at];
+          s[i] += qv.x * ka + qv.y * kb + qv.z * kc + qv.w * kd;
+        }
       }
       workgroupBarrier();
     }
 
     // (2) Scale, mask, tile max per vector, rescale, probabilities.
-    s0 *= params.scale; s1 *= params.scale; s2 *= params.scale; s3 *= params.scale;
+    for (var i = 0u; i < 4u; i++) { s[i] *= params.scale; }
     // Masks only where a key of the tile may be hidden from a vector (1.3–2.2% on an H200).
     if (tile_start < interior_from || tile_start + TILE_KEYS > interior_to) {
       let key_position = vec4<u32>(tile_start + tn * 4u) + vec4<u32>(0u, 1u, 2u, 3u);
       let in_partition = key_position < vec4<u32>(end);
-      s0 = select(vec4<f32>(NO_SCORE), s0, in_partition & (key_position >= vec4<u32>(window_first[0])) & (key_position <= vec4<u32>(last[0])) & vec4<bool>(real[0]));
-      s1 = select(vec4<f32>(NO_SCORE), s1, in_partition & (key_position >= vec4<u32>(window_first[1])) & (key_position <= vec4<u32>(last[1])) & vec4<bool>(real[1]));
-      s2 = select(vec4<f32>(NO_SCORE), s2, in_partition & (key_position >= vec4<u32>(window_first[2])) & (key_position <= vec4<u32>(last[2])) & vec4<bool>(real[2]));
-      s3 = select(vec4<f32>(NO_SCORE), s3, in_partition & (key_position >= vec4<u32>(window_first[3])) & (key_position <= vec4<u32>(last[3])) & vec4<bool>(real[3]));
+      for (var i = 0u; i < 4u; i++) {
+        let visible = in_partition & (key_position >= vec4<u32>(window_first[i])) & (key_position <= vec4<u32>(last[i])) & vec4<bool>(real[i]);
+        s[i] = select(vec4<f32>(NO_SCORE), s[i], visible);
+      }
     }
-    let new_max = max(running_max, tile_max(tm, tn, s0, s1, s2, s3));
+    let new_max = max(running_max, tile_max(tm, tn, s));
     let correction = exp(running_max - new_max);
     running_max = new_max;
-    let p0 = select(vec4<f32>(0.0), exp(s0 - new_max.x), s0 > vec4<f32>(NO_SCORE));
-    let p1 = select(vec4<f32>(0.0), exp(s1 - new_max.y), s1 > vec4<f32>(NO_SCORE));
-    let p2 = select(vec4<f32>(0.0), exp(s2 - new_max.z), s2 > vec4<f32>(NO_SCORE));
-    let p3 = select(vec4<f32>(0.0), exp(s3 - new_max.w), s3 > vec4<f32>(NO_SCORE));
+    let p0 = select(vec4<f32>(0.0), exp(s[0] - new_max.x), s[0] > vec4<f32>(NO_SCORE));
+    let p1 = select(vec4<f32>(0.0), exp(s[1] - new_max.y), s[1] > vec4<f32>(NO_SCORE));
+    let p2 = select(vec4<f32>(0.0), exp(s[2] - new_max.z), s[2] > vec4<f32>(NO_SCORE));
+    let p3 = select(vec4<f32>(0.0), exp(s[3] - new_max.w), s[3] > vec4<f32>(NO_SCORE));
     own_sum = own_sum * correction + vec4<f32>(sum4(p0), sum4(p1), sum4(p2), sum4(p3));
     let p_at = tn * 4u * VECTOR_QUADS + probability_column(tm, tn);
     probabilities[p_at] = vec4<f32>(p0.x, p1.x, p2.x, p3.x);
@@ -386,7 +389,7 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
     probabilities[p_at + 2u * VECTOR_QUADS] = vec4<f32>(p0.z, p1.z, p2.z, p3.z);
     probabilities[p_at + 3u * VECTOR_QUADS] = vec4<f32>(p0.w, p1.w, p2.w, p3.w);
     for (var j = 0u; j < 2u; j++) {
-      o0[j] *= correction.x; o1[j] *= correction.y; o2[j] *= correction.z; o3[j] *= correction.w;
+      o[0][j] *= correction.x; o[1][j] *= correction.y; o[2][j] *= correction.z; o[3][j] *= correction.w;
     }
 
     // (3) Σ p·v, CHUNK_KEYS value rows at a time (the first barrier also publishes the probabilities).
@@ -398,23 +401,19 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
       } else if (tile_start + TILE_KEYS < end) {
         fetch_keys(tile_start + TILE_KEYS, 0u, local);
       }
-      // Four value rows per step, the probabilities loaded first.
+      // Four value rows per step; per row, its probabilities, then its two value columns and their
+      // FMAs (2–3% faster on an H200 than the 4 rows' probabilities and values loaded first).
       for (var k = 0u; k < keys_loop; k += 4u) {
         let p_at = (chunk_key + k) * VECTOR_QUADS + probability_column(tm, (chunk_key + k) / 4u);
-        let pa = probabilities[p_at];
-        let pb = probabilities[p_at + VECTOR_QUADS];
-        let pc = probabilities[p_at + 2u * VECTOR_QUADS];
-        let pd = probabilities[p_at + 3u * VECTOR_QUADS];
-        for (var j = 0u; j < 2u; j++) {
-          let v_at = k * (HEAD_DIM / 4u) + tn + j * KEY_THREADS;
-          let va = stage[v_at];
-          let vb = stage[v_at + HEAD_DIM / 4u];
-          let vc = stage[v_at + HEAD_DIM / 2u];
-          let vd = stage[v_at + 3u * (HEAD_DIM / 4u)];
-          o0[j] += pa.x * va + pb.x * vb + pc.x * vc + pd.x * vd;
-          o1[j] += pa.y * va + pb.y * vb + pc.y * vc + pd.y * vd;
-          o2[j] += pa.z * va + pb.z * vb + pc.z * vc + pd.z * vd;
-          o3[j] += pa.w * va + pb.w * vb + pc.w * vc + pd.w * vd;
+        for (var r = 0u; r < 4u; r++) {
+          let pr = probabilities[p_at + r * VECTOR_QUADS];
+          let v_at = (k + r) * (HEAD_DIM / 4u) + tn;
+          let v0 = stage[v_at];
+          let v1 = stage[v_at + KEY_THREADS];
+          o[0][0] += pr.x * v0; o[0][1] += pr.x * v1;
+          o[1][0] += pr.y * v0; o[1][1] += pr.y * v1;
+          o[2][0] += pr.z * v0; o[2][1] += pr.z * v1;
+          o[3][0] += pr.w * v0; o[3][1] += pr.w * v1;
         }
       }
       workgroupBarrier();
@@ -427,10 +426,10 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
   workgroupBarrier();
   var total = vec4<f32>(0.0);
   for (var t = 0u; t < KEY_THREADS; t++) { total += gathered(tm, t); }
-  write_vector(tm * 4u, vectors, heads, query_start + first_row, first_head, partition_index, tn, o0, running_max.x, total.x);
-  write_vector(tm * 4u + 1u, vectors, heads, query_start + first_row, first_head, partition_index, tn, o1, running_max.y, total.y);
-  write_vector(tm * 4u + 2u, vectors, heads, query_start + first_row, first_head, partition_index, tn, o2, running_max.z, total.z);
-  write_vector(tm * 4u + 3u, vectors, heads, query_start + first_row, first_head, partition_index, tn, o3, running_max.w, total.w);
+  for (var i = 0u; i < 4u; i++) {
+    write_vector(tm * 4u + i, vectors, heads, query_start + first_row, first_head, partition_index, tn, o[i],
+      running_max[i], total[i]);
+  }
 }
 
 // The thread's columns of one vector: normalized into `out`, or as this partition's partial result.
