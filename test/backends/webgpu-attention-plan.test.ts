@@ -78,4 +78,15 @@ describe("WebGPU attention planning: which kernel takes which rows", () => {
       expect(p!.threads).toBeLessThanOrEqual(threads);
     }
   });
+
+  it("takes the tile max by shuffles only where the key threads form aligned groups of a power of two", () => {
+    // XOR shuffles over 12 lanes (headDim 96) mixed two vectors' maxima: found by the conformance
+    // suite on an H200 (32-lane subgroups), where it put 15% of the outputs off.
+    const subgroupMax = (headDim: number, subgroup: number) =>
+      planPrefill(spec(headDim), kvLayout(spec(headDim)), 4, 49152, true, subgroup, 1024)!.constants.SUBGROUP_MAX;
+    expect(subgroupMax(96, 32)).toBe(0);
+    expect(subgroupMax(128, 32)).toBe(1);
+    expect(subgroupMax(64, 8)).toBe(1);
+    expect(subgroupMax(128, 8)).toBe(0); // 16 key threads do not fit in a subgroup of 8
+  });
 });

@@ -180,7 +180,8 @@ function shapePrefill(
       CHUNK_DIMS: chunkDims,
       CHUNK_KEYS: chunkKeys,
       UNROLL: unroll ? 1 : 0,
-      SUBGROUP_MAX: subgroupMinSize >= keyThreads ? 1 : 0,
+      // The shuffles pair lanes by XOR, which stays inside aligned groups of a power of two only.
+      SUBGROUP_MAX: subgroupMinSize >= keyThreads && (keyThreads & (keyThreads - 1)) === 0 ? 1 : 0,
     },
   };
 }
