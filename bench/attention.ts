@@ -62,11 +62,15 @@ const prefillVectors = Number(
 /**
  * --shapes=V/T/B,…: the partition sweep in each of these prefill kernel shapes, each the most vectors
  * per workgroup, most threads and most workgroup bytes (PrefillTuning); the planner's shape (with
- * --prefill-vectors) otherwise.
+ * --prefill-vectors) otherwise. `f32` stands for the f32 kernel where the planner would take the matrix
+ * kernel (attention_prefill_mma.wgsl), `planned` for the planner's choice: `--shapes=f32,planned`.
  */
 const prefillShapes = option("shapes")
   ?.split(",")
   .map((spec) => {
+    // "f32": the f32 kernel as planned, even where the matrix kernel applies; "planned": the planner's.
+    if (spec === "f32") return { name: spec, tuning: { maxVectors: prefillVectors, matrix: false } };
+    if (spec === "planned") return { name: spec, tuning: { maxVectors: prefillVectors } };
     const [maxVectors, maxThreads, workgroupBytes] = spec.split("/").map(Number);
     return { name: spec, tuning: { maxVectors, maxThreads, workgroupBytes } };
   }) ?? [null];

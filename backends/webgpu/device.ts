@@ -18,6 +18,11 @@ export interface GpuDevice {
   subgroupMinSize: number;
   /** A Vulkan-on-the-CPU adapter (lavapipe, SwiftShader): its shader compiler balks at heavy unrolling. */
   isCpuAdapter: boolean;
+  /**
+   * The device multiplies 16×16 f16 matrices into f32 ones per subgroup (Dawn's experimental subgroup
+   * matrices: tensor cores on NVIDIA), with subgroups of exactly 32 lanes: attention_prefill_mma.wgsl.
+   */
+  hasMatrix16: boolean;
 }
 
 /** No adapter: the message says what to install. */
@@ -25,7 +30,27 @@ export class NoWebGpuAdapterError extends Error {
   override name = "NoWebGpuAdapterError";
 }
 
-const WANTED_FEATURES: GPUFeatureName[] = ["subgroups", "shader-f16", "timestamp-query"];
+const SUBGROUP_MATRIX = "chromium-experimental-subgroup-matrix" as GPUFeatureName;
+const WANTED_FEATURES: GPUFeatureName[] = ["subgroups", "shader-f16", "timestamp-query", SUBGROUP_MATRIX];
+
+/**
+ * Dawn toggles every device is created with. Dawn's Vulkan backend offers neither f16 nor subgroup
+ * matrices on NVIDIA by default; these two let an H200 have both (bench/RESULTS.md, "Tensor cores"):
+ * `vulkan_enable_f16_on_nvidia`, and `allow_unsafe_apis`, which exposes experimental features such as
+ * subgroup matrices. SEMANTIC_WEBGPU_MATRIX=0 leaves both out (the f32 kernels everywhere).
+ */
+function baseFlags(): string[] {
+  if (process.env.SEMANTIC_WEBGPU_MATRIX === "0") return [];
+  return ["enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia"];
+}
+
+interface MatrixConfig {
+  componentType: string;
+  resultComponentType: string;
+  M: number;
+  N: number;
+  K: number;
+}
 
 /**
  * `dawnFlags` are Dawn's own options (e.g. `disable-dawn-features=timestamp_quantization`, which
@@ -36,11 +61,12 @@ export async function acquireDevice(
   onLost: (reason: string) => void,
   dawnFlags: readonly string[] = [],
 ): Promise<GpuDevice> {
-  const key = dawnFlags.join(" ");
+  const flags = [...baseFlags(), ...dawnFlags];
+  const key = flags.join(" ");
   let gpu = instances.get(key);
   if (!gpu) {
     Object.assign(globalThis, globals);
-    gpu = create([...dawnFlags]);
+    gpu = create(flags);
     instances.set(key, gpu);
   }
   const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
@@ -61,6 +87,23 @@ export async function acquireDevice(
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
   void device.lost.then((info) => onLost(`WebGPU device lost (${info.reason}): ${info.message}`));
   const info = adapter.info;
+  const configs = ((info as { subgroupMatrixConfigs?: MatrixConfig[] }).subgroupMatrixConfigs ?? []).map(
+    ({ componentType, resultComponentType, M, N, K }) => ({ componentType, resultComponentType, M, N, K }),
+  );
+  const hasMatrix16 =
+    device.features.has(SUBGROUP_MATRIX) &&
+    device.features.has("shader-f16") &&
+    device.features.has("subgroups") &&
+    info.subgroupMinSize === 32 &&
+    info.subgroupMaxSize === 32 &&
+    configs.some(
+      (config) =>
+        config.componentType === "f16" &&
+        config.resultComponentType === "f32" &&
+        config.M === 16 &&
+        config.N === 16 &&
+        config.K === 16,
+    );
   return {
     device,
     adapterDescription: [info.vendor, info.architecture, info.description].filter(Boolean).join(" / "),
@@ -70,5 +113,6 @@ export async function acquireDevice(
     hasTimestamps: device.features.has("timestamp-query"),
     subgroupMinSize: device.features.has("subgroups") ? (info.subgroupMinSize ?? 0) : 0,
     isCpuAdapter: info.architecture === "software" || /llvmpipe|lavapipe|swiftshader/i.test(info.description),
+    hasMatrix16,
   };
 }

@@ -162,6 +162,9 @@ export class KernelLibrary {
       const enables = [
         this.defines.has("F16") ? "enable f16;" : "",
         this.defines.has("SUBGROUPS") ? "enable subgroups;" : "",
+        this.defines.has("SUBGROUP_MATRIX") && raw.includes("subgroupMatrix")
+          ? "enable chromium_experimental_subgroup_matrix;"
+          : "",
       ];
       source = `${enables.join("\n")}\n${preprocess(raw, this.defines, file)}`;
       this.sources.set(file, source);

@@ -115,6 +115,7 @@ export class GpuRuntime {
     const defines = new Set<string>();
     if (gpu.hasSubgroups) defines.add("SUBGROUPS");
     if (gpu.hasF16) defines.add("F16");
+    if (gpu.hasMatrix16) defines.add("SUBGROUP_MATRIX");
     this.kernels = new KernelLibrary(this.device, defines);
     this.uniformAlignment = gpu.limits.minUniformBufferOffsetAlignment;
     this.arena = this.device.createBuffer({

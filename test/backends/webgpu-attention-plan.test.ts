@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { KvCacheSpec } from "../../backends/contract.js";
 import { decodeTailRows, planDecode } from "../../backends/webgpu/ops/attention-decode.js";
-import { planPrefill, wideWorkgroups } from "../../backends/webgpu/ops/attention-prefill.js";
+import { planPrefill, planPrefillMatrix, wideWorkgroups } from "../../backends/webgpu/ops/attention-prefill.js";
 import { kvLayout } from "../../backends/webgpu/ops/kv-cache.js";
 
 const spec = (headDim: number): KvCacheSpec => ({
@@ -88,5 +88,30 @@ describe("WebGPU attention planning: which kernel takes which rows", () => {
     expect(subgroupMax(128, 32)).toBe(1);
     expect(subgroupMax(64, 8)).toBe(1);
     expect(subgroupMax(128, 8)).toBe(0); // 16 key threads do not fit in a subgroup of 8
+  });
+
+  it("sends f16 caches at headDim 64 and 128 in blocks of whole 16-key groups to the matrix kernel", () => {
+    const matrix = (headDim: number, groupSize: number, over: Partial<KvCacheSpec> = {}) => {
+      const s = { ...spec(headDim), ...over };
+      return planPrefillMatrix(s, kvLayout(s), groupSize);
+    };
+    expect(matrix(128, 4)).toMatchObject({
+      file: "attention_prefill_mma.wgsl",
+      blockM: 64,
+      threads: 128,
+      headsPerChunk: 4,
+      headChunks: 1,
+      rowsPerItem: 16,
+    });
+    expect(wideWorkgroups(matrix(128, 4)!)).toBe(true); // split to 384 workgroups, not 1024
+    expect(matrix(64, 4)?.rowsPerItem).toBe(16);
+    expect(matrix(64, 7)).toMatchObject({ headsPerChunk: 7, rowsPerItem: 8 }); // 56 of 64 vectors
+    expect(matrix(128, 1)?.rowsPerItem).toBe(64);
+    expect(matrix(128, 4, { blockSize: 32 })).not.toBeNull();
+    expect(matrix(96, 4)).toBeNull(); // headDim: the output matrices of 64 and 128 only
+    expect(matrix(256, 4)).toBeNull();
+    expect(matrix(128, 4, { blockSize: 8 })).toBeNull(); // a 16-key group would span two blocks
+    expect(matrix(128, 4, { storage: { kind: "float", dtype: "f32" } })).toBeNull();
+    expect(matrix(128, 4, { storage: { kind: "quantized", bits: 8, groupSize: 64 } })).toBeNull();
   });
 });

@@ -63,10 +63,16 @@ export const PREFILL_MAX_VECTORS = 128;
  */
 export const WIDE_PREFILL_TARGET_WORKGROUPS = 384;
 
-/** Whether a plan's workgroups are split to WIDE_PREFILL_TARGET_WORKGROUPS. */
+/**
+ * Whether a plan's workgroups are split to WIDE_PREFILL_TARGET_WORKGROUPS. The matrix kernel's are too:
+ * at 384 (8 partitions for 64 rows over 8K–32K keys) it ran 1.11–1.55× faster than at 1024 (32
+ * partitions) on an H200 (bench/results/attention-h200-mma-6.json).
+ */
 export function wideWorkgroups(plan: PrefillPlan): boolean {
-  return plan.blockM > 64 || plan.threads > 256;
+  return plan.blockM > 64 || plan.threads > 256 || plan.file === MATRIX_KERNEL;
 }
+
+const MATRIX_KERNEL = "attention_prefill_mma.wgsl";
 /** Largest staging buffer for key and value chunks, in floats. */
 const MAX_STAGE_FLOATS = 4096;
 /** Units (4 values of a row) a thread fetches per staging step: the kernel's MAX_UNITS. */
@@ -80,9 +86,13 @@ export interface PrefillTuning {
   maxThreads?: number;
   /** Workgroup memory per workgroup, at most. */
   workgroupBytes?: number;
+  /** false: the f32 kernel even where the matrix kernel applies (A/B runs). */
+  matrix?: boolean;
 }
 
 export interface PrefillPlan {
+  /** The kernel: attention_prefill.wgsl, or attention_prefill_mma.wgsl on matrix units. */
+  file: string;
   headsPerChunk: number;
   headChunks: number;
   rowsPerItem: number;
@@ -166,6 +176,7 @@ function shapePrefill(
   if (chunkDims === 0 || chunkKeys === 0) return null;
   const stageFloats = Math.max(tileKeys * chunkDims, chunkKeys * headDim);
   return {
+    file: "attention_prefill.wgsl",
     headsPerChunk,
     headChunks: Math.ceil(groupSize / headsPerChunk),
     rowsPerItem,
@@ -183,5 +194,33 @@ function shapePrefill(
       // The shuffles pair lanes by XOR, which stays inside aligned groups of a power of two only.
       SUBGROUP_MAX: subgroupMinSize >= keyThreads && (keyThreads & (keyThreads - 1)) === 0 ? 1 : 0,
     },
+  };
+}
+
+/** Query vectors (and key positions per tile) of attention_prefill_mma.wgsl's workgroups of 128 threads. */
+const MATRIX_BLOCK_M = 64;
+
+/**
+ * attention_prefill_mma.wgsl's shape, where it applies: a device with 16×16 f16 subgroup matrices
+ * (`GpuDevice.hasMatrix16`), an f16 cache, headDim 64 or 128 (its output matrices stay in registers);
+ * null elsewhere (planPrefill's kernel then).
+ */
+export function planPrefillMatrix(spec: KvCacheSpec, layout: KvLayout, groupSize: number): PrefillPlan | null {
+  // Its matrix loads read 16 keys' rows in a row from the cache: a block must hold whole groups of 16.
+  if (layout.storageCode !== 1 || (spec.headDim !== 64 && spec.headDim !== 128) || spec.blockSize % 16 !== 0) {
+    return null;
+  }
+  const headsPerChunk = Math.min(groupSize, MATRIX_BLOCK_M);
+  const rowsPerItem = Math.min(64, largestPowerOfTwoAtMost(Math.floor(MATRIX_BLOCK_M / headsPerChunk)));
+  return {
+    file: MATRIX_KERNEL,
+    headsPerChunk,
+    headChunks: Math.ceil(groupSize / headsPerChunk),
+    rowsPerItem,
+    blockM: MATRIX_BLOCK_M,
+    threads: 128,
+    chunkDims: 0,
+    chunkKeys: 0,
+    constants: kernelConstants(spec, layout),
   };
 }

@@ -16,6 +16,7 @@ import { WebGpuKvCache } from "./kv-cache.js";
 import { checkBlockTables } from "../../kv-checks.js";
 import {
   planPrefill,
+  planPrefillMatrix,
   WIDE_PREFILL_TARGET_WORKGROUPS,
   wideWorkgroups,
   type PrefillTuning,
@@ -156,9 +157,14 @@ export function planAttention(
   const unroll = !cpuVulkan(runtime);
   const sharedBytes = runtime.gpu.limits.maxComputeWorkgroupStorageSize;
   const groupSize = qHeads / kvHeads;
+  const matrix =
+    runtime.gpu.hasMatrix16 && tuning.prefill?.matrix !== false
+      ? planPrefillMatrix(cache.spec, cache.layout, groupSize)
+      : null;
   const prefill =
     batch.prefillItems.get(1)!.count > 0
-      ? planPrefill(
+      ? (matrix ??
+        planPrefill(
           cache.spec,
           cache.layout,
           groupSize,
@@ -167,7 +173,7 @@ export function planAttention(
           runtime.gpu.subgroupMinSize,
           runtime.gpu.limits.maxComputeInvocationsPerWorkgroup,
           tuning.prefill,
-        )
+        ))
       : null;
   const prefillItems = prefill ? batch.prefillItems.get(prefill.rowsPerItem)! : null;
   const beside = prefill ? batch.besidePrefill.get(prefill.rowsPerItem)! : null;
@@ -212,7 +218,7 @@ export function planAttention(
   const dispatches: Dispatch[] = [];
   if (prefill && prefillItems!.count > 0) {
     dispatches.push({
-      file: "attention_prefill.wgsl",
+      file: prefill.file,
       entryPoint: "attend",
       constants: prefill.constants,
       params: new Params()
