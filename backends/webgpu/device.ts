@@ -37,10 +37,11 @@ const WANTED_FEATURES: GPUFeatureName[] = ["subgroups", "shader-f16", "timestamp
  * Dawn toggles every device is created with. Dawn's Vulkan backend offers neither f16 nor subgroup
  * matrices on NVIDIA by default; these two let an H200 have both (bench/RESULTS.md, "Tensor cores"):
  * `vulkan_enable_f16_on_nvidia`, and `allow_unsafe_apis`, which exposes experimental features such as
- * subgroup matrices. SEMANTIC_WEBGPU_MATRIX=0 leaves both out (the f32 kernels everywhere).
+ * subgroup matrices. SEMANTIC_WEBGPU_MATRIX=false leaves both out (the f32 kernels everywhere).
  */
-function baseFlags(): string[] {
-  if (process.env.SEMANTIC_WEBGPU_MATRIX === "0") return [];
+export function baseFlags(): string[] {
+  const setting = process.env.SEMANTIC_WEBGPU_MATRIX?.trim().toLowerCase();
+  if (setting && ["false", "0", "no", "off"].includes(setting)) return [];
   return ["enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia"];
 }
 

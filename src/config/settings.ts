@@ -115,6 +115,13 @@ export const SETTINGS = {
     description: "Compute backend: mlx, webgpu, or auto (MLX on Apple Silicon when built, WebGPU otherwise).",
     value: choice(BACKEND_CHOICES),
   }),
+  webgpuMatrix: setting({
+    env: "SEMANTIC_WEBGPU_MATRIX",
+    default: "true",
+    description:
+      "WebGPU: ask Dawn for f16 and subgroup matrices (tensor cores on NVIDIA) for prefill attention; false keeps every kernel in f32.",
+    value: boolean(),
+  }),
   mlxModelId: setting({
     env: "SEMANTIC_MLX_MODEL_ID",
     flag: "model",

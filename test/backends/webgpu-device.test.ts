@@ -8,12 +8,33 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { WebGpuBackend } from "../../backends/webgpu/backend.js";
+import { baseFlags } from "../../backends/webgpu/device.js";
 import type { GpuTensor } from "../../backends/webgpu/runtime.js";
 import { REPO_ROOT, cleanEnv } from "../support/cli.js";
 
 const run = promisify(execFile);
 
 describe("WebGPU device", () => {
+  it("asks Dawn for f16 and subgroup matrices unless SEMANTIC_WEBGPU_MATRIX says false", () => {
+    const saved = process.env.SEMANTIC_WEBGPU_MATRIX;
+    try {
+      const toggles = ["enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia"];
+      delete process.env.SEMANTIC_WEBGPU_MATRIX;
+      expect(baseFlags()).toEqual(toggles);
+      for (const on of ["true", "1", "YES"]) {
+        process.env.SEMANTIC_WEBGPU_MATRIX = on;
+        expect(baseFlags()).toEqual(toggles);
+      }
+      for (const off of ["false", "0", " Off "]) {
+        process.env.SEMANTIC_WEBGPU_MATRIX = off;
+        expect(baseFlags()).toEqual([]);
+      }
+    } finally {
+      if (saved === undefined) delete process.env.SEMANTIC_WEBGPU_MATRIX;
+      else process.env.SEMANTIC_WEBGPU_MATRIX = saved;
+    }
+  });
+
   it("without any Vulkan driver, fails with one error that says what to install", async () => {
     const registry = join(REPO_ROOT, "dist/backends/registry.js");
     const script = `import(${JSON.stringify(registry)}).then((m) => m.createBackend("webgpu")).then(

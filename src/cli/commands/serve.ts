@@ -89,6 +89,9 @@ export async function runServe(args: string[]): Promise<number> {
   });
 
   try {
+    // The WebGPU backend reads this when it creates its device: hand it the resolved value (a flag,
+    // the environment or .env).
+    process.env.SEMANTIC_WEBGPU_MATRIX = String(config.webgpuMatrix);
     model = await openModel({ model: config.mlxModelId, backend: config.backend, logger });
     ({ engine, memory } = await startEngine(model, config, logger, server.metrics));
   } catch (error) {
