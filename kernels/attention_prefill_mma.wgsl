@@ -218,7 +218,7 @@ fn fetch_tile(values: bool, group_at: array<u32, 4>, local: u32) {
 }
 
 // The fetched rows to `stage`, [key][dim]. (Rotating the order of a lane's 4 words to spread the
-// stores over more banks ran 4–10% slower on an H200.)
+// stores over more banks gained nothing on an H200: 4–10% slower in one run, within the spread.)
 fn stage_tile(local: u32) {
   for (var i = 0u; i < UNITS; i++) {
     let unit = local + i * THREADS;
@@ -364,7 +364,7 @@ fn attend(
       }
     }
     // The values and every subgroup's probabilities are in place. (workgroupUniformLoad above is a
-    // barrier already, but without this one the kernel ran 9–10% slower on an H200.)
+    // barrier already; without this one the kernel was no faster on an H200.)
     workgroupBarrier();
     if (tile_start + TILE_KEYS < end) { fetch_tile(false, groups_of(tile_start + TILE_KEYS, end), local); }
 
