@@ -63,7 +63,8 @@ const prefillVectors = Number(
  * --shapes=V/T/B,…: the partition sweep in each of these prefill kernel shapes, each the most vectors
  * per workgroup, most threads and most workgroup bytes (PrefillTuning); the planner's shape (with
  * --prefill-vectors) otherwise. `f32` stands for the f32 kernel where the planner would take the matrix
- * kernel (attention_prefill_mma.wgsl), `planned` for the planner's choice: `--shapes=f32,planned`.
+ * kernel (attention_prefill_mma.wgsl), `planned` for the planner's choice: `--shapes=f32,planned`; a
+ * file name for another build of the matrix kernel in kernels/ (`--shapes=planned,copy.wgsl`).
  */
 const prefillShapes = option("shapes")
   ?.split(",")
@@ -71,6 +72,8 @@ const prefillShapes = option("shapes")
     // "f32": the f32 kernel as planned, even where the matrix kernel applies; "planned": the planner's.
     if (spec === "f32") return { name: spec, tuning: { maxVectors: prefillVectors, matrix: false } };
     if (spec === "planned") return { name: spec, tuning: { maxVectors: prefillVectors } };
+    // "file.wgsl": the matrix kernel built from this file in kernels/ (an A/B copy of it).
+    if (spec.endsWith(".wgsl")) return { name: spec, tuning: { maxVectors: prefillVectors, matrixKernel: spec } };
     const [maxVectors, maxThreads, workgroupBytes] = spec.split("/").map(Number);
     return { name: spec, tuning: { maxVectors, maxThreads, workgroupBytes } };
   }) ?? [null];

@@ -217,15 +217,24 @@ fn fetch_tile(values: bool, group_at: array<u32, 4>, local: u32) {
   }
 }
 
-// The fetched rows to `stage`, [key][dim]. (Rotating the order of a lane's 4 words to spread the
-// stores over more banks gained nothing on an H200: 4–10% slower in one run, within the spread.)
+// The fetched rows to `stage`, [key][dim]. At headDim 128 each lane writes its 4 words in an order
+// rotated by (lane / 8) % 4, so that lanes 8 units apart (two rows of the padded stride) write
+// different banks: 3–4% faster on an H200; at 64 (four rows) 8% slower, so not there (same-run A/B,
+// bench/results/attention-h200-mma-ab.json).
+override ROTATE_STORES: bool = HEAD_DIM == 128u;
+
 fn stage_tile(local: u32) {
+  let rotation = select(0u, local % 32u / 8u, ROTATE_STORES);
   for (var i = 0u; i < UNITS; i++) {
     let unit = local + i * THREADS;
     let key = unit / (HEAD_DIM / 8u);
     let to = key * STAGE_STRIDE + unit % (HEAD_DIM / 8u) * 8u;
-    for (var j = 0u; j < 4u; j++) {
-      let pair = bitcast<vec2<f16>>(fetched[i][j]);
+    let words = fetched[i];
+    for (var step = 0u; step < 4u; step++) {
+      let j = (step + rotation) % 4u;
+      // words[j] by selects, not by indexing the vector with a lane-varying j.
+      let word = select(select(words.x, words.y, j == 1u), select(words.z, words.w, j == 3u), j >= 2u);
+      let pair = bitcast<vec2<f16>>(word);
       stage[to + 2u * j] = pair.x;
       stage[to + 2u * j + 1u] = pair.y;
     }
@@ -364,7 +373,7 @@ fn attend(
       }
     }
     // The values and every subgroup's probabilities are in place. (workgroupUniformLoad above is a
-    // barrier already; without this one the kernel was no faster on an H200.)
+    // barrier already; without this one the kernel ran the same on an H200.)
     workgroupBarrier();
     if (tile_start + TILE_KEYS < end) { fetch_tile(false, groups_of(tile_start + TILE_KEYS, end), local); }
 

@@ -104,6 +104,10 @@ describe("WebGPU attention planning: which kernel takes which rows", () => {
       rowsPerItem: 16,
     });
     expect(wideWorkgroups(matrix(128, 4)!)).toBe(true); // split to 384 workgroups, not 1024
+    // A benchmark's A/B copy of the kernel is planned the same way.
+    const copy = planPrefillMatrix(spec(128), kvLayout(spec(128)), 4, "copy.wgsl")!;
+    expect(copy.file).toBe("copy.wgsl");
+    expect(wideWorkgroups(copy)).toBe(true);
     expect(matrix(64, 4)?.rowsPerItem).toBe(16);
     expect(matrix(64, 7)).toMatchObject({ headsPerChunk: 7, rowsPerItem: 8 }); // 56 of 64 vectors
     expect(matrix(128, 1)?.rowsPerItem).toBe(64);

@@ -69,10 +69,11 @@ export const WIDE_PREFILL_TARGET_WORKGROUPS = 384;
  * partitions) on an H200 (bench/results/attention-h200-mma-6.json).
  */
 export function wideWorkgroups(plan: PrefillPlan): boolean {
-  return plan.blockM > 64 || plan.threads > 256 || plan.file === MATRIX_KERNEL;
+  return plan.blockM > 64 || plan.threads > 256 || plan.file !== FLOAT_KERNEL;
 }
 
 const MATRIX_KERNEL = "attention_prefill_mma.wgsl";
+const FLOAT_KERNEL = "attention_prefill.wgsl";
 /** Largest staging buffer for key and value chunks, in floats. */
 const MAX_STAGE_FLOATS = 4096;
 /** Units (4 values of a row) a thread fetches per staging step: the kernel's MAX_UNITS. */
@@ -88,6 +89,8 @@ export interface PrefillTuning {
   workgroupBytes?: number;
   /** false: the f32 kernel even where the matrix kernel applies (A/B runs). */
   matrix?: boolean;
+  /** Another build of the matrix kernel, by file name in kernels/ (A/B runs of a change to it). */
+  matrixKernel?: string;
 }
 
 export interface PrefillPlan {
@@ -176,7 +179,7 @@ function shapePrefill(
   if (chunkDims === 0 || chunkKeys === 0) return null;
   const stageFloats = Math.max(tileKeys * chunkDims, chunkKeys * headDim);
   return {
-    file: "attention_prefill.wgsl",
+    file: FLOAT_KERNEL,
     headsPerChunk,
     headChunks: Math.ceil(groupSize / headsPerChunk),
     rowsPerItem,
@@ -205,7 +208,12 @@ const MATRIX_BLOCK_M = 64;
  * (`GpuDevice.hasMatrix16`), an f16 cache, headDim 64 or 128 (its output matrices stay in registers);
  * null elsewhere (planPrefill's kernel then).
  */
-export function planPrefillMatrix(spec: KvCacheSpec, layout: KvLayout, groupSize: number): PrefillPlan | null {
+export function planPrefillMatrix(
+  spec: KvCacheSpec,
+  layout: KvLayout,
+  groupSize: number,
+  file = MATRIX_KERNEL,
+): PrefillPlan | null {
   // Its matrix loads read 16 keys' rows in a row from the cache: a block must hold whole groups of 16.
   if (layout.storageCode !== 1 || (spec.headDim !== 64 && spec.headDim !== 128) || spec.blockSize % 16 !== 0) {
     return null;
@@ -213,7 +221,7 @@ export function planPrefillMatrix(spec: KvCacheSpec, layout: KvLayout, groupSize
   const headsPerChunk = Math.min(groupSize, MATRIX_BLOCK_M);
   const rowsPerItem = Math.min(64, largestPowerOfTwoAtMost(Math.floor(MATRIX_BLOCK_M / headsPerChunk)));
   return {
-    file: MATRIX_KERNEL,
+    file,
     headsPerChunk,
     headChunks: Math.ceil(groupSize / headsPerChunk),
     rowsPerItem,

@@ -159,7 +159,7 @@ export function planAttention(
   const groupSize = qHeads / kvHeads;
   const matrix =
     runtime.gpu.hasMatrix16 && tuning.prefill?.matrix !== false
-      ? planPrefillMatrix(cache.spec, cache.layout, groupSize)
+      ? planPrefillMatrix(cache.spec, cache.layout, groupSize, tuning.prefill?.matrixKernel)
       : null;
   const prefill =
     batch.prefillItems.get(1)!.count > 0
