@@ -38,11 +38,48 @@ const WANTED_FEATURES: GPUFeatureName[] = ["subgroups", "shader-f16", "timestamp
  * matrices on NVIDIA by default; these two let an H200 have both (bench/RESULTS.md, "Tensor cores"):
  * `vulkan_enable_f16_on_nvidia`, and `allow_unsafe_apis`, which exposes experimental features such as
  * subgroup matrices. SEMANTIC_WEBGPU_MATRIX=false leaves both out (the f32 kernels everywhere).
+ * And `disable_robustness` unless SEMANTIC_WEBGPU_BOUNDS_CHECKS is true: Dawn's robustness clamps
+ * every array index of every kernel (what a browser needs for a page's shaders; Chrome's own renderer
+ * turns it off too). Our kernels keep their indices in bounds, and the conformance suite runs them
+ * without it; with it the matrix prefill kernel ran 1.4× slower on an H200 (RESULTS, "Bounds checks").
  */
 export function baseFlags(): string[] {
-  const setting = process.env.SEMANTIC_WEBGPU_MATRIX?.trim().toLowerCase();
-  if (setting && ["false", "0", "no", "off"].includes(setting)) return [];
-  return ["enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia"];
+  const toggles: string[] = [];
+  if (!isFalse(process.env.SEMANTIC_WEBGPU_MATRIX)) toggles.push("allow_unsafe_apis", "vulkan_enable_f16_on_nvidia");
+  if (!isTrue(process.env.SEMANTIC_WEBGPU_BOUNDS_CHECKS)) toggles.push("disable_robustness");
+  return toggles.length > 0 ? [`enable-dawn-features=${toggles.join(",")}`] : [];
+}
+
+function isFalse(setting: string | undefined): boolean {
+  return setting !== undefined && ["false", "0", "no", "off"].includes(setting.trim().toLowerCase());
+}
+
+function isTrue(setting: string | undefined): boolean {
+  return setting !== undefined && ["true", "1", "yes", "on"].includes(setting.trim().toLowerCase());
+}
+
+/**
+ * Dawn keeps one value per flag name, the last: two `enable-dawn-features=` flags (ours and a
+ * caller's) become one list, so neither drops the other's toggles.
+ */
+export function mergeToggleFlags(flags: readonly string[]): string[] {
+  const merged: string[] = [];
+  const lists = new Map<string, string[]>();
+  for (const flag of flags) {
+    const [name, value] = flag.split("=", 2) as [string, string | undefined];
+    if (value === undefined || !name.endsWith("-dawn-features")) {
+      merged.push(flag);
+      continue;
+    }
+    const list = lists.get(name);
+    if (list) {
+      for (const toggle of value.split(",")) if (!list.includes(toggle)) list.push(toggle);
+    } else {
+      lists.set(name, value.split(","));
+      merged.push(name);
+    }
+  }
+  return merged.map((flag) => (lists.has(flag) ? `${flag}=${lists.get(flag)!.join(",")}` : flag));
 }
 
 interface MatrixConfig {
@@ -62,7 +99,7 @@ export async function acquireDevice(
   onLost: (reason: string) => void,
   dawnFlags: readonly string[] = [],
 ): Promise<GpuDevice> {
-  const flags = [...baseFlags(), ...dawnFlags];
+  const flags = mergeToggleFlags([...baseFlags(), ...dawnFlags]);
   const key = flags.join(" ");
   let gpu = instances.get(key);
   if (!gpu) {

@@ -122,6 +122,13 @@ export const SETTINGS = {
       "WebGPU: ask Dawn for f16 and subgroup matrices (tensor cores on NVIDIA) for prefill attention; false keeps every kernel in f32.",
     value: boolean(),
   }),
+  webgpuBoundsChecks: setting({
+    env: "SEMANTIC_WEBGPU_BOUNDS_CHECKS",
+    default: "false",
+    description:
+      "WebGPU: have Dawn clamp every array index in the kernels (its robustness, which browsers need for untrusted shaders); off, as in Chrome's own renderer: our kernels are tested for bounds, and the checks cost a third of the prefill attention's speed on an H200.",
+    value: boolean(),
+  }),
   mlxModelId: setting({
     env: "SEMANTIC_MLX_MODEL_ID",
     flag: "model",

@@ -8,18 +8,33 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { describe, expect, it } from "vitest";
 import { WebGpuBackend } from "../../backends/webgpu/backend.js";
-import { baseFlags } from "../../backends/webgpu/device.js";
+import { baseFlags, mergeToggleFlags } from "../../backends/webgpu/device.js";
 import type { GpuTensor } from "../../backends/webgpu/runtime.js";
 import { REPO_ROOT, cleanEnv } from "../support/cli.js";
 
 const run = promisify(execFile);
 
+/** Runs `body` with these variables set (undefined: unset), restoring them after. */
+function withEnv(variables: Record<string, string | undefined>, body: () => void): void {
+  const saved = Object.fromEntries(Object.keys(variables).map((name) => [name, process.env[name]]));
+  const apply = (values: Record<string, string | undefined>) => {
+    for (const [name, value] of Object.entries(values)) {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
+  };
+  try {
+    apply(variables);
+    body();
+  } finally {
+    apply(saved);
+  }
+}
+
 describe("WebGPU device", () => {
   it("asks Dawn for f16 and subgroup matrices unless SEMANTIC_WEBGPU_MATRIX says false", () => {
-    const saved = process.env.SEMANTIC_WEBGPU_MATRIX;
-    try {
+    withEnv({ SEMANTIC_WEBGPU_MATRIX: undefined, SEMANTIC_WEBGPU_BOUNDS_CHECKS: "true" }, () => {
       const toggles = ["enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia"];
-      delete process.env.SEMANTIC_WEBGPU_MATRIX;
       expect(baseFlags()).toEqual(toggles);
       for (const on of ["true", "1", "YES"]) {
         process.env.SEMANTIC_WEBGPU_MATRIX = on;
@@ -29,10 +44,73 @@ describe("WebGPU device", () => {
         process.env.SEMANTIC_WEBGPU_MATRIX = off;
         expect(baseFlags()).toEqual([]);
       }
-    } finally {
-      if (saved === undefined) delete process.env.SEMANTIC_WEBGPU_MATRIX;
-      else process.env.SEMANTIC_WEBGPU_MATRIX = saved;
-    }
+    });
+  });
+
+  it("turns Dawn's bounds checks off unless SEMANTIC_WEBGPU_BOUNDS_CHECKS says true", () => {
+    withEnv({ SEMANTIC_WEBGPU_MATRIX: "false", SEMANTIC_WEBGPU_BOUNDS_CHECKS: undefined }, () => {
+      expect(baseFlags()).toEqual(["enable-dawn-features=disable_robustness"]);
+      process.env.SEMANTIC_WEBGPU_BOUNDS_CHECKS = "off";
+      expect(baseFlags()).toEqual(["enable-dawn-features=disable_robustness"]);
+      process.env.SEMANTIC_WEBGPU_BOUNDS_CHECKS = " On";
+      expect(baseFlags()).toEqual([]);
+      process.env.SEMANTIC_WEBGPU_MATRIX = "true";
+      process.env.SEMANTIC_WEBGPU_BOUNDS_CHECKS = "0";
+      expect(baseFlags()).toEqual([
+        "enable-dawn-features=allow_unsafe_apis,vulkan_enable_f16_on_nvidia,disable_robustness",
+      ]);
+    });
+  });
+
+  it("merges a caller's Dawn toggles into ours (Dawn keeps only the last flag of a name)", () => {
+    expect(
+      mergeToggleFlags([
+        "enable-dawn-features=allow_unsafe_apis,disable_robustness",
+        "disable-dawn-features=timestamp_quantization",
+        "verbose=1",
+        "enable-dawn-features=dump_shaders,allow_unsafe_apis",
+      ]),
+    ).toEqual([
+      "enable-dawn-features=allow_unsafe_apis,disable_robustness,dump_shaders",
+      "disable-dawn-features=timestamp_quantization",
+      "verbose=1",
+    ]);
+  });
+
+  it("runs a kernel's out-of-range index unclamped without bounds checks, clamped with them", async () => {
+    // A workgroup array read at index 6 of 4: Tint's robustness clamps it to the last element (53);
+    // without it the read is whatever lies past the array in workgroup memory (not 53 on lavapipe).
+    const script = `import(${JSON.stringify(join(REPO_ROOT, "dist/backends/webgpu/device.js"))}).then(async (m) => {
+      const { device } = await m.acquireDevice(() => {});
+      const code = "@group(0) @binding(0) var<storage, read_write> o: array<u32>;" +
+        "var<workgroup> w: array<u32, 4>;" +
+        "@compute @workgroup_size(1) fn main() { for (var k = 0u; k < 4u; k++) { w[k] = 50u + k; } o[1] = w[o[0]]; }";
+      const pipeline = device.createComputePipeline({ layout: "auto", compute: { module: device.createShaderModule({ code }), entryPoint: "main" } });
+      const o = device.createBuffer({ size: 8, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC });
+      device.queue.writeBuffer(o, 0, new Uint32Array([6, 0]));
+      const read = device.createBuffer({ size: 8, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+      const encoder = device.createCommandEncoder();
+      const pass = encoder.beginComputePass();
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: [{ binding: 0, resource: { buffer: o } }] }));
+      pass.dispatchWorkgroups(1);
+      pass.end();
+      encoder.copyBufferToBuffer(o, 0, read, 0, 8);
+      device.queue.submit([encoder.finish()]);
+      await read.mapAsync(GPUMapMode.READ);
+      console.log("read " + new Uint32Array(read.getMappedRange())[1]);
+      process.exit(0);
+    })`;
+    const readWith = async (checks: string) => {
+      const result = await run(process.execPath, ["--input-type=module", "-e", script], {
+        env: cleanEnv({ SEMANTIC_WEBGPU_BOUNDS_CHECKS: checks }),
+      });
+      return /read (\d+)/.exec(result.stdout)?.[1];
+    };
+    expect(await readWith("true")).toBe("53");
+    const unchecked = await readWith("false");
+    expect(unchecked).toBeDefined();
+    expect(unchecked).not.toBe("53");
   });
 
   it("without any Vulkan driver, fails with one error that says what to install", async () => {

@@ -92,6 +92,7 @@ export async function runServe(args: string[]): Promise<number> {
     // The WebGPU backend reads this when it creates its device: hand it the resolved value (a flag,
     // the environment or .env).
     process.env.SEMANTIC_WEBGPU_MATRIX = String(config.webgpuMatrix);
+    process.env.SEMANTIC_WEBGPU_BOUNDS_CHECKS = String(config.webgpuBoundsChecks);
     model = await openModel({ model: config.mlxModelId, backend: config.backend, logger });
     ({ engine, memory } = await startEngine(model, config, logger, server.metrics));
   } catch (error) {
