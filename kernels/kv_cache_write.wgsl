@@ -57,7 +57,27 @@ fn group_scale_bias(is_value: bool, first: u32) -> vec2<f32> {
     high = max(high, x);
   }
   let levels = f32((1u << BITS) - 1u);
-  return vec2<f32>(round_to_half(max(high - low, 0.0) / levels), round_to_half(low));
+  return vec2<f32>(round_to_half(divide_exactly(max(high - low, 0.0), levels)), round_to_half(low));
+}
+
+// a / b rounded as IEEE division rounds it. WGSL lets a device divide less exactly (2.5 ulp), and a
+// quotient an ulp off can put a scale, or a value next to a rounding tie, one step away from what the
+// storage rule gives (and a CPU). The exact quotient is the device's or one of its two neighbours:
+// the one whose residual a - c·b (exact by fma) is smallest.
+fn divide_exactly(a: f32, b: f32) -> f32 {
+  let quotient = a / b;
+  var best = quotient;
+  var residual = abs(fma(-quotient, b, a));
+  for (var step = 0u; step < 2u; step++) {
+    let bits = bitcast<u32>(quotient);
+    let candidate = bitcast<f32>(select(bits - 1u, bits + 1u, step == 1u));
+    let candidate_residual = abs(fma(-candidate, b, a));
+    if (candidate_residual < residual) {
+      best = candidate;
+      residual = candidate_residual;
+    }
+  }
+  return best;
 }
 
 // x rounded to f16 precision (10 mantissa bits, ties to even) in f32 arithmetic. Spelled out because
@@ -82,7 +102,7 @@ fn encode_word(is_value: bool, row_source: u32, word: u32) -> u32 {
   for (var v = 0u; v < VALUES_PER_WORD; v++) {
     var level = 0.0;
     if (scale_bias.x > 0.0) {
-      level = clamp(round((source_value(is_value, first + v) - scale_bias.y) / scale_bias.x), 0.0, top);
+      level = clamp(round(divide_exactly(source_value(is_value, first + v) - scale_bias.y, scale_bias.x)), 0.0, top);
     }
     packed |= u32(level) << (v * BITS);
   }
