@@ -38,7 +38,7 @@ export class PagedKv {
    * Free block ids in the order they became free; the oldest is handed out first. A freed block keeps
    * its contents until then, so a prefix cache can still `adopt` it (vLLM's evictable block pool).
    */
-  private readonly freeBlocks: Set<number>;
+  private readonly freeBlocks: FreeList;
   private readonly sequences = new Map<SequenceId, Sequence>();
   private nextSequenceId: SequenceId = 1;
 
@@ -47,7 +47,7 @@ export class PagedKv {
     this.blockCount = cache.spec.blockCount;
     this.referenceCounts = new Uint32Array(this.blockCount);
     this.generations = new Uint32Array(this.blockCount);
-    this.freeBlocks = new Set(Array.from({ length: this.blockCount }, (_, index) => index));
+    this.freeBlocks = new FreeList(this.blockCount);
   }
 
   get freeBlockCount(): number {
@@ -162,7 +162,7 @@ export class PagedKv {
       );
     }
     for (const block of blocks) {
-      if (this.referenceCounts[block] === 0) this.freeBlocks.delete(block);
+      if (this.referenceCounts[block] === 0) this.freeBlocks.remove(block);
       this.referenceCounts[block]!++;
     }
     const id = this.nextSequenceId++;
@@ -187,9 +187,8 @@ export class PagedKv {
   }
 
   private allocate(): number {
-    const { value: block, done } = this.freeBlocks.values().next();
-    if (done) throw new OutOfKvBlocksError(1, 0, this.blockCount);
-    this.freeBlocks.delete(block);
+    const block = this.freeBlocks.takeOldest();
+    if (block === undefined) throw new OutOfKvBlocksError(1, 0, this.blockCount);
     this.referenceCounts[block] = 1;
     this.generations[block]!++;
     return block;
@@ -197,6 +196,61 @@ export class PagedKv {
 
   private release(block: number): void {
     const remaining = --this.referenceCounts[block]!;
-    if (remaining === 0) this.freeBlocks.add(block);
+    if (remaining === 0) this.freeBlocks.append(block);
+  }
+}
+
+/**
+ * Block ids in a doubly linked list, oldest first: appending, taking the oldest and removing any one
+ * are O(1). (A Set kept the same order, but after many deletions taking its first entry walked the
+ * deleted slots: ~4 µs a block with 32K blocks, 4 ms for a 16K-token prompt.)
+ */
+class FreeList {
+  private readonly next: Int32Array;
+  private readonly previous: Int32Array;
+  private readonly listed: Uint8Array;
+  private head = -1;
+  private tail = -1;
+  private count = 0;
+
+  /** All of 0 … count − 1, in order. */
+  constructor(count: number) {
+    this.next = new Int32Array(count);
+    this.previous = new Int32Array(count);
+    this.listed = new Uint8Array(count);
+    for (let block = 0; block < count; block++) this.append(block);
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  append(block: number): void {
+    this.previous[block] = this.tail;
+    this.next[block] = -1;
+    if (this.tail >= 0) this.next[this.tail] = block;
+    else this.head = block;
+    this.tail = block;
+    this.listed[block] = 1;
+    this.count++;
+  }
+
+  remove(block: number): void {
+    if (!this.listed[block]) return;
+    const before = this.previous[block]!;
+    const after = this.next[block]!;
+    if (before >= 0) this.next[before] = after;
+    else this.head = after;
+    if (after >= 0) this.previous[after] = before;
+    else this.tail = before;
+    this.listed[block] = 0;
+    this.count--;
+  }
+
+  takeOldest(): number | undefined {
+    if (this.head < 0) return undefined;
+    const block = this.head;
+    this.remove(block);
+    return block;
   }
 }

@@ -140,6 +140,41 @@ describe("PagedKv", () => {
     expect(kv.blockTable(c)).toEqual([3, 0]);
   });
 
+  it("keeps the oldest-freed-first order through many frees, adoptions and allocations", () => {
+    // A reference model of the free pool (an array in the order blocks became free) against random
+    // work: every block handed out must be the model's oldest, every adoption takes its block out.
+    const blockCount = 64;
+    const { cache } = fakeCache(blockCount, 1);
+    const kv = new PagedKv(cache);
+    let seed = 12345;
+    const randomBelow = (n: number) => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed % n;
+    };
+    const model = Array.from({ length: blockCount }, (_, block) => block);
+    const live: number[] = [];
+    for (let step = 0; step < 3000; step++) {
+      const action = randomBelow(3);
+      if (action === 0 && model.length > 0) {
+        const sequence = kv.create();
+        const count = 1 + randomBelow(Math.min(4, model.length));
+        kv.append(sequence, count);
+        expect(kv.blockTable(sequence)).toEqual(model.splice(0, count));
+        live.push(sequence);
+      } else if (action === 1 && live.length > 0) {
+        const [sequence] = live.splice(randomBelow(live.length), 1);
+        const blocks = kv.blockTable(sequence!);
+        kv.free(sequence!);
+        for (const block of blocks) if (kv.references(block) === 0) model.push(block);
+      } else if (model.length > 0) {
+        const block = model[randomBelow(model.length)]!;
+        model.splice(model.indexOf(block), 1);
+        live.push(kv.adopt([block], 1));
+      }
+      expect(kv.freeBlockCount).toBe(model.length);
+    }
+  });
+
   it("counts generations, and adopts blocks in use or still holding freed contents", () => {
     const { cache } = fakeCache(6);
     const kv = new PagedKv(cache);
