@@ -13,12 +13,12 @@
 // the q heads of one head chunk of one kv head (vector v = row (v / heads), head (v % heads)), in four
 // subgroups of 32 lanes; subgroup g owns vectors 16g…16g+15, as the rows of its matrices. Its queries
 // (HEAD_DIM / 16 left matrices) stay in registers from the start. Keys are walked in tiles of
-// TILE_KEYS = 64 positions aligned to multiples of 64 (and partitions to absolute positions), so a
+// TILE_KEYS = 32 positions aligned to multiples of 32 (and partitions to absolute positions), so a
 // vector's result does not depend on which other rows share the dispatch. Per tile:
 //   (1) the tile's keys, loaded during the previous tile's Σ p·v, go to `stage` as f16 [key][dim];
-//       the values' loads are issued; each subgroup multiplies its queries by the keys: 16 × 64
+//       the values' loads are issued; each subgroup multiplies its queries by the keys: 16 × 32
 //       scores, stored to `scores` (f32);
-//   (2) lanes 2r and 2r + 1 of a subgroup take its row r's scores (32 keys each): mask (only on a
+//   (2) lanes 2r and 2r + 1 of a subgroup take its row r's scores (16 keys each): mask (only on a
 //       tile the row does not see whole: its first, its last, a window's edge), tile max,
 //       probabilities exp(score − reference) as f16 to `probs`, their sum. The reference is a row's
 //       max, updated lazily: only when a tile's max exceeds it by more than RESCALE_MARGIN (so
@@ -32,6 +32,9 @@
 // written with the reference and the sum as the partition's partial result.
 // Keys and values are staged in workgroup memory, not loaded as matrices from the cache: matrix loads
 // from storage ran at a third of the speed on an H200 (bench/RESULTS.md, "Tensor cores").
+// Tiles of 32 keys, not 64, keep the workgroup's memory at 19 KiB (headDim 64) and 23 KiB (128): the
+// H200's driver gives a Vulkan compute shader ~50–64 KiB per SM, so tiles of 64 (36 and 44 KiB) ran
+// one workgroup per SM, and tiles of 32 run two: 18–23% faster (RESULTS, "Bounds checks off").
 //
 // Bindings (as attention_prefill.wgsl, the cache as 16-byte words): 0 params,
 //   1 q: array<vec4<f32>> [tokens, q_heads, HEAD_DIM / 4],
@@ -53,7 +56,7 @@ override STORAGE: u32;  // must be 1 (f16): the planner sends no other format he
 override BITS: u32 = 8u; // unused (the cache's constants are passed to every attention kernel)
 
 const BLOCK_M: u32 = 64u;
-const TILE_KEYS: u32 = 64u;
+const TILE_KEYS: u32 = 32u;
 const THREADS: u32 = 128u;
 // The matrix shape: M = N = K = 16, f16 operands, f32 results.
 const MAT: u32 = 16u;
@@ -94,7 +97,7 @@ struct Params {
 // The queries, times the scale, as f16 [vector][dim], until each subgroup has its left matrices;
 // then each tile's keys, then its values, [key][dim].
 var<workgroup> stage: array<f16, TILE_KEYS * STAGE_STRIDE>;
-// Scores [vector][key] of the tile; or a subgroup's output, 64 columns at a time [vector][column].
+// Scores [vector][key] of the tile; or a subgroup's output, 32 columns at a time [vector][column].
 var<workgroup> scores: array<f32, BLOCK_M * SCORE_STRIDE>;
 // exp(score − reference) [vector][key], the left operand of Σ p·v.
 var<workgroup> probs: array<f16, BLOCK_M * PROB_STRIDE>;
@@ -172,44 +175,34 @@ fn add_values(o: ptr<function, Outputs>, p: Left, at: u32) {
   }
 }
 
-// Output columns 64·part … 64·part + 63 to / from `scores` at `at` (row stride SCORE_STRIDE).
+// Output columns 32·part … 32·part + 31 to / from `scores` at `at` (row stride SCORE_STRIDE).
 fn store_output(o: ptr<function, Outputs>, part: u32, at: u32) {
-  if (part == 0u) {
-    subgroupMatrixStore<row_major>(&scores, at, (*o).m0, SCORE_STRIDE);
-    subgroupMatrixStore<row_major>(&scores, at + 16u, (*o).m1, SCORE_STRIDE);
-    subgroupMatrixStore<row_major>(&scores, at + 32u, (*o).m2, SCORE_STRIDE);
-    subgroupMatrixStore<row_major>(&scores, at + 48u, (*o).m3, SCORE_STRIDE);
-  } else {
-    subgroupMatrixStore<row_major>(&scores, at, (*o).m4, SCORE_STRIDE);
-    subgroupMatrixStore<row_major>(&scores, at + 16u, (*o).m5, SCORE_STRIDE);
-    subgroupMatrixStore<row_major>(&scores, at + 32u, (*o).m6, SCORE_STRIDE);
-    subgroupMatrixStore<row_major>(&scores, at + 48u, (*o).m7, SCORE_STRIDE);
+  switch part {
+    case 0u: { subgroupMatrixStore<row_major>(&scores, at, (*o).m0, SCORE_STRIDE); subgroupMatrixStore<row_major>(&scores, at + 16u, (*o).m1, SCORE_STRIDE); }
+    case 1u: { subgroupMatrixStore<row_major>(&scores, at, (*o).m2, SCORE_STRIDE); subgroupMatrixStore<row_major>(&scores, at + 16u, (*o).m3, SCORE_STRIDE); }
+    case 2u: { subgroupMatrixStore<row_major>(&scores, at, (*o).m4, SCORE_STRIDE); subgroupMatrixStore<row_major>(&scores, at + 16u, (*o).m5, SCORE_STRIDE); }
+    default: { subgroupMatrixStore<row_major>(&scores, at, (*o).m6, SCORE_STRIDE); subgroupMatrixStore<row_major>(&scores, at + 16u, (*o).m7, SCORE_STRIDE); }
   }
 }
 
 fn load_output(o: ptr<function, Outputs>, part: u32, at: u32) {
-  if (part == 0u) {
-    (*o).m0 = subgroupMatrixLoad<Result, row_major>(&scores, at, SCORE_STRIDE);
-    (*o).m1 = subgroupMatrixLoad<Result, row_major>(&scores, at + 16u, SCORE_STRIDE);
-    (*o).m2 = subgroupMatrixLoad<Result, row_major>(&scores, at + 32u, SCORE_STRIDE);
-    (*o).m3 = subgroupMatrixLoad<Result, row_major>(&scores, at + 48u, SCORE_STRIDE);
-  } else {
-    (*o).m4 = subgroupMatrixLoad<Result, row_major>(&scores, at, SCORE_STRIDE);
-    (*o).m5 = subgroupMatrixLoad<Result, row_major>(&scores, at + 16u, SCORE_STRIDE);
-    (*o).m6 = subgroupMatrixLoad<Result, row_major>(&scores, at + 32u, SCORE_STRIDE);
-    (*o).m7 = subgroupMatrixLoad<Result, row_major>(&scores, at + 48u, SCORE_STRIDE);
+  switch part {
+    case 0u: { (*o).m0 = subgroupMatrixLoad<Result, row_major>(&scores, at, SCORE_STRIDE); (*o).m1 = subgroupMatrixLoad<Result, row_major>(&scores, at + 16u, SCORE_STRIDE); }
+    case 1u: { (*o).m2 = subgroupMatrixLoad<Result, row_major>(&scores, at, SCORE_STRIDE); (*o).m3 = subgroupMatrixLoad<Result, row_major>(&scores, at + 16u, SCORE_STRIDE); }
+    case 2u: { (*o).m4 = subgroupMatrixLoad<Result, row_major>(&scores, at, SCORE_STRIDE); (*o).m5 = subgroupMatrixLoad<Result, row_major>(&scores, at + 16u, SCORE_STRIDE); }
+    default: { (*o).m6 = subgroupMatrixLoad<Result, row_major>(&scores, at, SCORE_STRIDE); (*o).m7 = subgroupMatrixLoad<Result, row_major>(&scores, at + 16u, SCORE_STRIDE); }
   }
 }
 
 // The storage words of the next tile's keys or values, loaded ahead of their use (their latency
 // overlaps the arithmetic): per thread, units of 8 values of a row.
-const MAX_UNITS: u32 = 8u;
+const MAX_UNITS: u32 = 4u;
 override UNITS: u32 = TILE_KEYS * HEAD_DIM / 8u / THREADS;
 var<private> fetched: array<vec4<u32>, MAX_UNITS>;
 
-// Loads the rows of the 4 groups of 16 keys that start at `group_at` (in f16 elements): each group's
+// Loads the rows of the 2 groups of 16 keys that start at `group_at` (in f16 elements): each group's
 // rows follow each other in the cache, so adjacent threads read adjacent 16 bytes.
-fn fetch_tile(values: bool, group_at: array<u32, 4>, local: u32) {
+fn fetch_tile(values: bool, group_at: array<u32, TILE_KEYS / MAT>, local: u32) {
   for (var i = 0u; i < UNITS; i++) {
     let unit = local + i * THREADS;
     let group = unit / (MAT * HEAD_DIM / 8u);
@@ -245,8 +238,8 @@ fn stage_tile(local: u32) {
 // Where each group of 16 keys of the tile at `tile_start` starts in the cache. A group at or past
 // `end` reads the tile's first group instead (any written rows will do: their probabilities are 0,
 // and never-written rows could hold anything, NaN included).
-fn groups_of(tile_start: u32, end: u32) -> array<u32, 4> {
-  var group_at: array<u32, 4>;
+fn groups_of(tile_start: u32, end: u32) -> array<u32, TILE_KEYS / MAT> {
+  var group_at: array<u32, TILE_KEYS / MAT>;
   for (var n = 0u; n < TILE_KEYS / MAT; n++) {
     let first = tile_start + n * MAT;
     group_at[n] = row_at(select(tile_start, first, first < end));
@@ -290,21 +283,29 @@ fn attend(
   let end = min(partition_start + params.partition_size, first_position + row_count);
   let first_tile = max(partition_start, lowest / TILE_KEYS * TILE_KEYS);
 
-  // The queries, times the scale, as f16 [vector][dim] (vectors past `vectors` are zeros).
-  for (var unit = local; unit < BLOCK_M * HEAD_DIM / 4u; unit += THREADS) {
-    let vector = unit / (HEAD_DIM / 4u);
-    let quad = unit % (HEAD_DIM / 4u);
-    var value = vec4<f32>(0.0);
-    if (vector < vectors) {
-      let query_row = query_start + first_row + vector / heads;
-      let query_head = first_head + vector % heads;
-      value = q[(query_row * params.q_heads + query_head) * (HEAD_DIM / 4u) + quad] * params.scale;
+  // The queries, times the scale, as f16 [vector][dim] (vectors past `vectors` are zeros): `stage`
+  // holds TILE_KEYS rows, so the vectors go through it TILE_KEYS at a time.
+  var queries: Queries;
+  for (var first_vector = 0u; first_vector < BLOCK_M; first_vector += TILE_KEYS) {
+    for (var unit = local; unit < TILE_KEYS * HEAD_DIM / 4u; unit += THREADS) {
+      let staged = unit / (HEAD_DIM / 4u);
+      let vector = first_vector + staged;
+      let quad = unit % (HEAD_DIM / 4u);
+      var value = vec4<f32>(0.0);
+      if (vector < vectors) {
+        let query_row = query_start + first_row + vector / heads;
+        let query_head = first_head + vector % heads;
+        value = q[(query_row * params.q_heads + query_head) * (HEAD_DIM / 4u) + quad] * params.scale;
+      }
+      let halves = vec4<f16>(value);
+      for (var j = 0u; j < 4u; j++) { stage[staged * STAGE_STRIDE + quad * 4u + j] = halves[j]; }
     }
-    let halves = vec4<f16>(value);
-    for (var j = 0u; j < 4u; j++) { stage[vector * STAGE_STRIDE + quad * 4u + j] = halves[j]; }
+    workgroupBarrier();
+    if (subgroup * MAT / TILE_KEYS == first_vector / TILE_KEYS) {
+      queries = load_queries((subgroup * MAT - first_vector) * STAGE_STRIDE);
+    }
+    workgroupBarrier();
   }
-  workgroupBarrier();
-  var queries = load_queries(subgroup * MAT * STAGE_STRIDE);
   var output = Outputs(Result(), Result(), Result(), Result(), Result(), Result(), Result(), Result());
 
   // This lane's row of its subgroup's 16 (the vector it stands for) and half of the tile's keys.
@@ -323,7 +324,7 @@ fn attend(
   workgroupBarrier();
   if (first_tile < end) { fetch_tile(false, groups_of(first_tile, end), local); }
   for (var tile_start = first_tile; tile_start < end; tile_start += TILE_KEYS) {
-    // (1) Scores of the subgroup's 16 vectors × the tile's 64 keys; the values' loads go out first.
+    // (1) Scores of the subgroup's 16 vectors × the tile's 32 keys; the values' loads go out first.
     let group_at = groups_of(tile_start, end);
     stage_tile(local);
     workgroupBarrier();
@@ -336,20 +337,20 @@ fn attend(
 
     // (2) Probabilities.
     var tile_max = NO_SCORE;
-    var s: array<f32, 32>;
-    // Lane l takes its 32 keys starting at key l (mod 32): the 32 lanes of a read then hit 32 banks.
+    var s: array<f32, 16>;
+    // Lane l takes its 16 keys starting at key l (mod 16), spreading a read over the banks.
     // A tile the row sees whole (most of a long context) reads its scores without a mask per key:
-    // 14–19% faster on an H200 than masking every tile (same-run A/B,
+    // 14–19% faster on an H200 than masking every tile (same-run A/B with tiles of 64 keys,
     // bench/results/attention-h200-ab-softmax.json).
     let whole = real && tile_start >= window_first && tile_start + TILE_KEYS <= min(end, position + 1u);
     if (whole) {
-      for (var j = 0u; j < 32u; j++) {
-        s[j] = scores[score_row + half * 32u + (j + lane) % 32u];
+      for (var j = 0u; j < 16u; j++) {
+        s[j] = scores[score_row + half * 16u + (j + lane) % 16u];
         tile_max = max(tile_max, s[j]);
       }
     } else {
-      for (var j = 0u; j < 32u; j++) {
-        let key = half * 32u + (j + lane) % 32u;
+      for (var j = 0u; j < 16u; j++) {
+        let key = half * 16u + (j + lane) % 16u;
         let key_position = tile_start + key;
         let visible = real && key_position < end && key_position >= window_first && key_position <= position;
         s[j] = select(NO_SCORE, scores[score_row + key], visible);
@@ -363,10 +364,10 @@ fn attend(
       reference = tile_max;
     }
     var tile_sum = 0.0;
-    for (var j = 0u; j < 32u; j++) {
+    for (var j = 0u; j < 16u; j++) {
       let p = select(0.0, exp(s[j] - reference), s[j] > NO_SCORE);
       tile_sum += p;
-      probs[prob_row + half * 32u + (j + lane) % 32u] = f16(p);
+      probs[prob_row + half * 16u + (j + lane) % 16u] = f16(p);
     }
     own_sum = own_sum * correction + tile_sum;
     stage_tile(local);
@@ -374,11 +375,11 @@ fn attend(
     if (lane == 0u) { rescale_flags[subgroup] = select(0u, 1u, moved); }
     let flags = workgroupUniformLoad(&rescale_flags);
     if (flags[0] + flags[1] + flags[2] + flags[3] != 0u) {
-      // Scale the output rows by their correction, 64 columns at a time through `scores`.
-      for (var part = 0u; part < DIM_TILES / 4u; part++) {
+      // Scale the output rows by their correction, 32 columns at a time through `scores`.
+      for (var part = 0u; part < DIM_TILES / 2u; part++) {
         store_output(&output, part, subgroup * MAT * SCORE_STRIDE);
         workgroupBarrier();
-        for (var j = 0u; j < 32u; j++) { scores[score_row + half * 32u + (j + lane) % 32u] *= correction; }
+        for (var j = 0u; j < 16u; j++) { scores[score_row + half * 16u + (j + lane) % 16u] *= correction; }
         workgroupBarrier();
         load_output(&output, part, subgroup * MAT * SCORE_STRIDE);
         workgroupBarrier();
@@ -389,7 +390,7 @@ fn attend(
     workgroupBarrier();
     if (tile_start + TILE_KEYS < end) { fetch_tile(false, groups_of(tile_start + TILE_KEYS, end), local); }
 
-    // (3) Σ p·v: the subgroup's 16 vectors × HEAD_DIM, over the tile's 64 keys.
+    // (3) Σ p·v: the subgroup's 16 vectors × HEAD_DIM, over the tile's 32 keys.
     for (var k = 0u; k < TILE_KEYS / MAT; k++) {
       add_values(&output, subgroupMatrixLoad<Left, row_major>(&probs, subgroup * MAT * PROB_STRIDE + k * MAT, PROB_STRIDE), k * MAT * STAGE_STRIDE);
     }
@@ -397,20 +398,20 @@ fn attend(
     workgroupBarrier();
   }
 
-  // The output, through `scores` 64 columns at a time: divided by Σ p, or as the partition's partials.
+  // The output, through `scores` 32 columns at a time: divided by Σ p, or as the partition's partials.
   let total = own_sum + subgroupShuffleXor(own_sum, 1u);
   let query_row = query_start + first_row + vector / heads;
   let query_head = first_head + vector % heads;
   let query = query_row * params.q_heads + query_head;
   let partial_at = (query * params.partitions + partition_index) * (HEAD_DIM + 2u);
-  for (var part = 0u; part < DIM_TILES / 4u; part++) {
+  for (var part = 0u; part < DIM_TILES / 2u; part++) {
     store_output(&output, part, subgroup * MAT * SCORE_STRIDE);
     workgroupBarrier();
     if (real) {
-      for (var j = 0u; j < 32u; j++) {
-        let column = half * 32u + (j + lane) % 32u;
+      for (var j = 0u; j < 16u; j++) {
+        let column = half * 16u + (j + lane) % 16u;
         let value = scores[score_row + column];
-        let dim = part * 64u + column;
+        let dim = part * 32u + column;
         if (params.partitions == 1u) {
           out[query * HEAD_DIM + dim] = select(0.0, value / total, total > 0.0);
         } else {

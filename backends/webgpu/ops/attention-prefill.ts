@@ -200,7 +200,7 @@ function shapePrefill(
   };
 }
 
-/** Query vectors (and key positions per tile) of attention_prefill_mma.wgsl's workgroups of 128 threads. */
+/** Query vectors of attention_prefill_mma.wgsl's workgroups of 128 threads. */
 const MATRIX_BLOCK_M = 64;
 
 /**
