@@ -338,19 +338,21 @@ fn attend(
     // (2) Probabilities.
     var tile_max = NO_SCORE;
     var s: array<f32, 16>;
-    // Lane l takes its 16 keys starting at key l (mod 16), spreading a read over the banks.
+    // The lanes of row r take their 16 keys starting at key r (mod 16): with the rows' stride of 36
+    // words the 32 lanes of a read then hit 32 different banks (starting at the lane number instead
+    // hit some twice: 2–3% slower on an H200, bench/results/attention-h200-ab-rowrot.json).
     // A tile the row sees whole (most of a long context) reads its scores without a mask per key:
     // 14–19% faster on an H200 than masking every tile (same-run A/B with tiles of 64 keys,
     // bench/results/attention-h200-ab-softmax.json).
     let whole = real && tile_start >= window_first && tile_start + TILE_KEYS <= min(end, position + 1u);
     if (whole) {
       for (var j = 0u; j < 16u; j++) {
-        s[j] = scores[score_row + half * 16u + (j + lane) % 16u];
+        s[j] = scores[score_row + half * 16u + (j + row) % 16u];
         tile_max = max(tile_max, s[j]);
       }
     } else {
       for (var j = 0u; j < 16u; j++) {
-        let key = half * 16u + (j + lane) % 16u;
+        let key = half * 16u + (j + row) % 16u;
         let key_position = tile_start + key;
         let visible = real && key_position < end && key_position >= window_first && key_position <= position;
         s[j] = select(NO_SCORE, scores[score_row + key], visible);
@@ -367,7 +369,7 @@ fn attend(
     for (var j = 0u; j < 16u; j++) {
       let p = select(0.0, exp(s[j] - reference), s[j] > NO_SCORE);
       tile_sum += p;
-      probs[prob_row + half * 16u + (j + lane) % 16u] = f16(p);
+      probs[prob_row + half * 16u + (j + row) % 16u] = f16(p);
     }
     own_sum = own_sum * correction + tile_sum;
     stage_tile(local);
@@ -379,7 +381,7 @@ fn attend(
       for (var part = 0u; part < DIM_TILES / 2u; part++) {
         store_output(&output, part, subgroup * MAT * SCORE_STRIDE);
         workgroupBarrier();
-        for (var j = 0u; j < 16u; j++) { scores[score_row + half * 16u + (j + lane) % 16u] *= correction; }
+        for (var j = 0u; j < 16u; j++) { scores[score_row + half * 16u + (j + row) % 16u] *= correction; }
         workgroupBarrier();
         load_output(&output, part, subgroup * MAT * SCORE_STRIDE);
         workgroupBarrier();
@@ -409,7 +411,7 @@ fn attend(
     workgroupBarrier();
     if (real) {
       for (var j = 0u; j < 16u; j++) {
-        let column = half * 16u + (j + lane) % 16u;
+        let column = half * 16u + (j + row) % 16u;
         let value = scores[score_row + column];
         let dim = part * 32u + column;
         if (params.partitions == 1u) {
