@@ -18,17 +18,20 @@ export function blockHashes(
   tokens: readonly number[],
   blockSize: number,
   known: KnownHashes | null = null,
+  /** Hash the full blocks of tokens[0, length) only (a prompt's last token never lies in a reused block). */
+  length = tokens.length,
 ): string[] {
   // The chain up to a block depends only on the tokens up to it: hashes of a sequence with the same
   // leading tokens are reused as they are, and the chain goes on from the last of them.
-  const reused = known ? Math.min(known.blocks, known.hashes.length, Math.floor(tokens.length / blockSize)) : 0;
+  length = Math.min(length, tokens.length);
+  const reused = known ? Math.min(known.blocks, known.hashes.length, Math.floor(length / blockSize)) : 0;
   const hashes: string[] = known ? known.hashes.slice(0, reused) : [];
   let previous =
     reused > 0
       ? Buffer.from(hashes[reused - 1]!, "hex")
       : createHash("sha256").update(`agent-memory blocks\0${tenant}`).digest();
   const words = new Uint32Array(blockSize);
-  for (let start = reused * blockSize; start + blockSize <= tokens.length; start += blockSize) {
+  for (let start = reused * blockSize; start + blockSize <= length; start += blockSize) {
     for (let i = 0; i < blockSize; i++) words[i] = tokens[start + i]!;
     previous = createHash("sha256").update(previous).update(new Uint8Array(words.buffer)).digest();
     hashes.push(previous.toString("hex"));

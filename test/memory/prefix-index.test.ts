@@ -18,6 +18,8 @@ describe("block hashes", () => {
     expect(a.every((hash, i) => hash !== b[i])).toBe(true);
     expect(blockHashes("other", base, 16)[0]).not.toBe(a[0]);
     expect(blockHashes("t", base.slice(0, 40), 16)).toEqual(a.slice(0, 2));
+    expect(blockHashes("t", base, 16, null, 40)).toEqual(a.slice(0, 2));
+    expect(blockHashes("t", base, 16, { hashes: a, blocks: 1 }, 47)).toEqual(a.slice(0, 2));
   });
 
   it("reuse known hashes of a shared prefix and give what a full recomputation gives", () => {
