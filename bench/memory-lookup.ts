@@ -13,9 +13,11 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import type { KvCache } from "../backends/contract.js";
 import { PagedKv } from "../backends/kv-paging.js";
 import { AgentMemory } from "../src/memory/agent-memory.js";
 import { blockHashes } from "../src/memory/prefix-index.js";
+import { createLogger } from "../src/logging.js";
 import { describeMachine } from "./lib/machine.js";
 import { option } from "./lib/options.js";
 
@@ -24,7 +26,7 @@ const NEW_TOKENS = 64;
 const TURNS = 20;
 const BLOCK_SIZE = 16;
 const name = option("name") ?? "cpu";
-const silent = { debug() {}, info() {}, warn() {}, error() {} };
+const silent = createLogger("ERROR");
 
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
@@ -55,7 +57,8 @@ async function measure(context: number): Promise<Row> {
   const cache = { spec, copyBlocks: () => {} };
   const paging = new PagedKv(cache);
   const memory = new AgentMemory({ maxAgentsInMemory: 10, lruEvictionEnabled: true, warm: null, logger: silent });
-  memory.attach(paging, cache as never);
+  // No warm tier: the memory layer then never touches the cache's storage, only PagedKv's tables.
+  memory.attach(paging, cache as unknown as KvCache);
   const scope = { tenant: "bench", agentId: "agent" };
   let tokens = Array.from({ length: context }, (_, i) => (i * 7919) % 50_000);
   const first = paging.create();
