@@ -80,12 +80,11 @@ describe("WebGPU device", () => {
   it("runs a kernel's out-of-range index unclamped without bounds checks, clamped with them", async () => {
     // A workgroup array read at index 6 of 4: Tint's robustness clamps it to the last element (53);
     // without it the read is whatever lies past the array in workgroup memory (not 53 on lavapipe).
+    const kernel = join(REPO_ROOT, "kernels/test_bounds_probe.wgsl");
     const script = `import(${JSON.stringify(join(REPO_ROOT, "dist/backends/webgpu/device.js"))}).then(async (m) => {
       const { device } = await m.acquireDevice(() => {});
-      const code = "@group(0) @binding(0) var<storage, read_write> o: array<u32>;" +
-        "var<workgroup> w: array<u32, 4>;" +
-        "@compute @workgroup_size(1) fn main() { for (var k = 0u; k < 4u; k++) { w[k] = 50u + k; } o[1] = w[o[0]]; }";
-      const pipeline = device.createComputePipeline({ layout: "auto", compute: { module: device.createShaderModule({ code }), entryPoint: "main" } });
+      const code = (await import("node:fs")).readFileSync(${JSON.stringify(kernel)}, "utf8");
+      const pipeline = device.createComputePipeline({ layout: "auto", compute: { module: device.createShaderModule({ code }), entryPoint: "probe" } });
       const o = device.createBuffer({ size: 8, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC });
       device.queue.writeBuffer(o, 0, new Uint32Array([6, 0]));
       const read = device.createBuffer({ size: 8, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
