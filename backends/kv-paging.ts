@@ -208,7 +208,6 @@ export class PagedKv {
 class FreeList {
   private readonly next: Int32Array;
   private readonly previous: Int32Array;
-  private readonly listed: Uint8Array;
   private head = -1;
   private tail = -1;
   private count = 0;
@@ -217,7 +216,6 @@ class FreeList {
   constructor(count: number) {
     this.next = new Int32Array(count);
     this.previous = new Int32Array(count);
-    this.listed = new Uint8Array(count);
     for (let block = 0; block < count; block++) this.append(block);
   }
 
@@ -231,19 +229,17 @@ class FreeList {
     if (this.tail >= 0) this.next[this.tail] = block;
     else this.head = block;
     this.tail = block;
-    this.listed[block] = 1;
     this.count++;
   }
 
+  /** `block` must be in the list (PagedKv: its reference count is 0). */
   remove(block: number): void {
-    if (!this.listed[block]) return;
     const before = this.previous[block]!;
     const after = this.next[block]!;
     if (before >= 0) this.next[before] = after;
     else this.head = after;
     if (after >= 0) this.previous[after] = before;
     else this.tail = before;
-    this.listed[block] = 0;
     this.count--;
   }
 
