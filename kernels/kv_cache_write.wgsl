@@ -60,24 +60,46 @@ fn group_scale_bias(is_value: bool, first: u32) -> vec2<f32> {
   return vec2<f32>(round_to_half(divide_exactly(max(high - low, 0.0), levels)), round_to_half(low));
 }
 
-// a / b rounded as IEEE division rounds it. WGSL lets a device divide less exactly (2.5 ulp), and a
-// quotient an ulp off can put a scale, or a value next to a rounding tie, one step away from what the
-// storage rule gives (and a CPU). The exact quotient is the device's or one of its two neighbours:
-// the one whose residual a - c·b (exact by fma) is smallest.
+// a / b rounded as IEEE division rounds it (to nearest, ties to even), by integer long division of
+// the significands. WGSL lets a device divide less exactly (2.5 ulp), and a quotient an ulp off puts
+// a value next to a rounding tie, or a scale (range / levels) at an f16 tie, one step away from what
+// the storage rule gives (and a CPU). A correction by fma residuals (the device's quotient or a
+// neighbour) was exact alone on an H200 but not inlined here: the exact quotient of a scale at an f16
+// tie lost to its neighbour (a driver may contract and reorder float arithmetic, SPIR-V allows it;
+// not integer arithmetic). Where exactness cannot matter the device's quotient is returned: a zero,
+// infinite or NaN operand, a subnormal operand or result (the level or the f16 scale is 0 there).
 fn divide_exactly(a: f32, b: f32) -> f32 {
-  let quotient = a / b;
-  var best = quotient;
-  var residual = abs(fma(-quotient, b, a));
-  for (var step = 0u; step < 2u; step++) {
-    let bits = bitcast<u32>(quotient);
-    let candidate = bitcast<f32>(select(bits - 1u, bits + 1u, step == 1u));
-    let candidate_residual = abs(fma(-candidate, b, a));
-    if (candidate_residual < residual) {
-      best = candidate;
-      residual = candidate_residual;
-    }
+  let a_bits = bitcast<u32>(a);
+  let b_bits = bitcast<u32>(b);
+  let a_exponent = i32((a_bits >> 23u) & 0xffu);
+  let b_exponent = i32((b_bits >> 23u) & 0xffu);
+  if (a_exponent == 0 || a_exponent == 255 || b_exponent == 0 || b_exponent == 255) { return a / b; }
+  let divisor = (b_bits & 0x7fffffu) | 0x800000u;
+  var remainder = (a_bits & 0x7fffffu) | 0x800000u;
+  var exponent = a_exponent - b_exponent + 127;
+  // A quotient in [1, 2): its 24 significant bits come one per step.
+  if (remainder < divisor) {
+    remainder <<= 1u;
+    exponent -= 1;
   }
-  return best;
+  var quotient = 0u;
+  for (var bit = 0u; bit < 24u; bit++) {
+    quotient <<= 1u;
+    if (remainder >= divisor) {
+      remainder -= divisor;
+      quotient |= 1u;
+    }
+    remainder <<= 1u;
+  }
+  // remainder is now twice what is left: above half the divisor rounds up, at half to even.
+  if (remainder > divisor || (remainder == divisor && (quotient & 1u) == 1u)) { quotient += 1u; }
+  if (quotient == 0x1000000u) {
+    quotient >>= 1u;
+    exponent += 1;
+  }
+  if (exponent <= 0 || exponent >= 255) { return a / b; }
+  let sign = (a_bits ^ b_bits) & 0x80000000u;
+  return bitcast<f32>(sign | (u32(exponent) << 23u) | (quotient & 0x7fffffu));
 }
 
 // x rounded to f16 precision (10 mantissa bits, ties to even) in f32 arithmetic. Spelled out because
