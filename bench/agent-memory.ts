@@ -17,8 +17,8 @@
  *
  * Run from the repository root:
  *   npx tsc -p tsconfig.json --noEmit false --outDir dist
- *   node dist/bench/agent-memory.js [--preset tiny|1b|8b] [--max-context N] [--backend webgpu|mlx] [--name=NAME]
- *     [--kv-mb N] [--trace-reloads]
+ *   node dist/bench/agent-memory.js [--preset tiny|1b|8b|12b] [--arch llama|gemma3_text|…] [--max-context N]
+ *     [--backend webgpu|mlx] [--name=NAME] [--kv-mb N] [--trace-reloads]
  * Writes bench/results/agent-memory-<name>.json. --trace-reloads prints each reload's timeline
  * (bench/lib/reload-trace.ts).
  */
@@ -30,8 +30,8 @@ import type { GenerationEvent } from "../src/engine/events.js";
 import { samplingParams } from "../src/engine/sampling.js";
 import type { MemoryStats } from "../src/memory/agent-memory.js";
 import { AgentStore } from "../src/memory/persistence.js";
-import type { TestModelPreset } from "../src/model/test-model/presets.js";
-import { llamaBenchModel } from "./lib/bench-model.js";
+import { TEST_MODEL_ARCHS, type TestModelArch, type TestModelPreset } from "../src/model/test-model/presets.js";
+import { benchModel } from "./lib/bench-model.js";
 import { ENGINE_SHAPE, openMemoryEngine, prepareMemoryEngine } from "./lib/memory-engine.js";
 import { warmUp } from "../src/engine/warm-up.js";
 import { ddRead } from "./lib/dd.js";
@@ -39,6 +39,9 @@ import { option } from "./lib/options.js";
 
 const root = join(import.meta.dirname, "../..");
 const preset = (option("preset") ?? "1b") as TestModelPreset;
+/** --arch: the generated model's architecture (llama; gemma3_text for the server's default model's shape). */
+const arch = (option("arch") ?? "llama") as TestModelArch;
+if (!TEST_MODEL_ARCHS.includes(arch)) throw new Error(`--arch ${arch}: one of ${TEST_MODEL_ARCHS.join(", ")}`);
 const backendName = (option("backend") ?? "webgpu") as BackendName;
 const maxContext = Number(option("max-context") ?? 32768);
 const CONTEXTS = [1024, 2048, 4096, 8192, 16384, 32768].filter((length) => length <= maxContext);
@@ -90,7 +93,7 @@ function describeReload(reload: ReturnType<typeof reloadParts>): string {
 }
 
 async function main(): Promise<void> {
-  const directory = await llamaBenchModel(root, preset);
+  const directory = await benchModel(root, preset, arch);
   const backend = await createBackend(backendName);
   if (process.argv.includes("--trace-reloads")) (await import("./lib/reload-trace.js")).installReloadTrace();
   const setup = await prepareMemoryEngine(directory, backend, Number(option("kv-mb") ?? 6144) * 2 ** 20);

@@ -34,9 +34,9 @@ const { Engine } = await import("../src/engine/engine.js");
 const { samplingParams } = await import("../src/engine/sampling.js");
 const { loadModel } = await import("../src/model/load.js");
 const { loadTokenizer } = await import("../src/model/tokenizer.js");
-const { llamaBenchModel } = await import("./lib/bench-model.js");
+const { benchModel } = await import("./lib/bench-model.js");
 
-const directory = await llamaBenchModel(root, preset);
+const directory = await benchModel(root, preset);
 const backend = await createBackend("webgpu");
 const { model, config } = await loadModel(directory, backend, { progressStream: null });
 const tokenizer = await loadTokenizer(directory);

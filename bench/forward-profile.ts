@@ -26,7 +26,7 @@ import { samplingParams } from "../src/engine/sampling.js";
 import { loadModel } from "../src/model/load.js";
 import type { TestModelPreset } from "../src/model/test-model/presets.js";
 import { loadTokenizer } from "../src/model/tokenizer.js";
-import { llamaBenchModel } from "./lib/bench-model.js";
+import { benchModel } from "./lib/bench-model.js";
 import { option } from "./lib/options.js";
 
 const root = join(import.meta.dirname, "../..");
@@ -53,7 +53,7 @@ function summarize(trace: { kernel: string; micros: number }[]) {
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
 async function main(): Promise<void> {
-  const directory = await llamaBenchModel(root, preset);
+  const directory = await benchModel(root, preset);
   // Timestamps unquantized (Dawn rounds them otherwise), for the per-kernel trace.
   const backend = await WebGpuBackend.create(["disable-dawn-features=timestamp_quantization"]);
   const { model, config } = await loadModel(directory, backend);

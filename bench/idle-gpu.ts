@@ -24,7 +24,7 @@ import { join } from "node:path";
 import { createBackend } from "../backends/registry.js";
 import { samplingParams } from "../src/engine/sampling.js";
 import type { TestModelPreset } from "../src/model/test-model/presets.js";
-import { llamaBenchModel } from "./lib/bench-model.js";
+import { benchModel } from "./lib/bench-model.js";
 import { openMemoryEngine, prepareMemoryEngine } from "./lib/memory-engine.js";
 import { option } from "./lib/options.js";
 
@@ -35,7 +35,7 @@ const idleMs = Number(option("idle-ms") ?? 3000);
 const rounds = Number(option("rounds") ?? 3);
 const NEW_TOKENS = 64;
 
-const directory = await llamaBenchModel(root, preset);
+const directory = await benchModel(root, preset);
 const backend = await createBackend("webgpu");
 const setup = await prepareMemoryEngine(directory, backend, Number(option("kv-mb") ?? 6144) * 2 ** 20);
 const { model, config, cacheDirectory: cacheDir } = setup;

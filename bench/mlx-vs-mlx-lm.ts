@@ -32,7 +32,7 @@ import { promisify } from "node:util";
 import type { KvStorage } from "../backends/contract.js";
 import { createBackend } from "../backends/registry.js";
 import { loadModel } from "../src/model/load.js";
-import { llamaBenchModel } from "./lib/bench-model.js";
+import { benchModel } from "./lib/bench-model.js";
 import { timeGreedy, type GreedyTiming } from "./lib/greedy-timing.js";
 import { describeMachine } from "./lib/machine.js";
 import { option } from "./lib/options.js";
@@ -161,7 +161,7 @@ function printTable(rows: Row[], ours: Row): void {
 }
 
 async function main(): Promise<void> {
-  const model = option("model") ?? (await llamaBenchModel(root, "1b"));
+  const model = option("model") ?? (await benchModel(root, "1b"));
   const config = JSON.parse(readFileSync(join(model, "config.json"), "utf8")) as { vocab_size: number };
   const prompt = promptOf(PROMPT, config.vocab_size, 7);
   const warmup = promptOf(WARMUP_PROMPT, config.vocab_size, 11);

@@ -6,18 +6,25 @@
 import { existsSync, mkdirSync, renameSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { generateTestModel } from "../../src/model/test-model/generate.js";
-import type { TestModelPreset } from "../../src/model/test-model/presets.js";
+import type { TestModelArch, TestModelPreset } from "../../src/model/test-model/presets.js";
 
-/** A llama of `preset`, 4-bit group 64 with bf16 scales, seed 0: generated on first use. */
-export async function llamaBenchModel(root: string, preset: TestModelPreset): Promise<string> {
-  const directory = join(root, "bench/.models", `llama-${preset}-4bit`);
+/**
+ * A model of `arch` (llama unless a benchmark is asked for another) in `preset`'s shape, 4-bit group 64
+ * with bf16 scales, seed 0: generated on first use.
+ */
+export async function benchModel(
+  root: string,
+  preset: TestModelPreset,
+  arch: TestModelArch = "llama",
+): Promise<string> {
+  const directory = join(root, "bench/.models", `${arch}-${preset}-4bit`);
   if (existsSync(join(directory, "config.json"))) return directory;
   // Written aside and renamed, so an interrupted generation never passes for a model.
   const partial = `${directory}.partial`;
   rmSync(partial, { recursive: true, force: true });
   mkdirSync(dirname(directory), { recursive: true });
   await generateTestModel({
-    arch: "llama",
+    arch,
     out: partial,
     preset,
     quantization: { bits: 4, groupSize: 64 },
