@@ -418,10 +418,11 @@ for (const backendName of backendsUnderTest()) {
       });
     }
 
-    // Ties are where a device's division shows: WGSL lets it be 2.5 ulp off, and an H200's was (its
-    // scale one f16 step up for ~1 group in 10⁴, bench/RESULTS.md "Bounds checks off"). Every group
-    // here has range / levels exactly at an f16 rounding tie, and its values quotients exactly at
-    // k + ½: stored as the storage rule rounds them (to even), the oracle's float32 arithmetic.
+    // Ties are where a device's division shows: WGSL lets it be 2.5 ulp off, and an H200 stored ~1
+    // group in 10⁴ with its scale one f16 step up (bench/RESULTS.md, "Quantized KV at rounding ties").
+    // Every group here has range / levels exactly at an f16 rounding tie, and most of its values have
+    // level quotients exactly k + ½: each must be stored as the oracle's float32 arithmetic rounds it
+    // (to even).
     for (const bits of [8, 4] as const) {
       it(`q${bits}: a scale or a level at a rounding tie is stored rounded to even, as the oracle rounds it`, async () => {
         const backend = await backendFor(backendName);
@@ -437,9 +438,9 @@ for (const backendName of backendsUnderTest()) {
           { queryStart: 0, queryLength: count, contextLength: count, blockTable: kv.blockTable(sequence) },
         ]);
         const q = backend.upload(new Float32Array(count * ROW), [count, SHAPE.kvHeads, SHAPE.headDim], "f32");
-        const stored = (await backend.read(
-          backend.attention(q, cache, 0, batch, { scale: 1, slidingWindow: 1 }),
-        )) as Float32Array;
+        const out = backend.attention(q, cache, 0, batch, { scale: 1, slidingWindow: 1 });
+        const stored = (await backend.read(out)) as Float32Array;
+        for (const tensor of [q, out]) backend.free(tensor);
         batch.dispose();
         // A scale one f16 step off moves a value by 2⁻¹¹ of the scale times its level; a level, by a
         // step. Both are far above float32 rounding of scale · level + bias.

@@ -6,7 +6,16 @@
 import { existsSync, mkdirSync, renameSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { generateTestModel } from "../../src/model/test-model/generate.js";
-import type { TestModelArch, TestModelPreset } from "../../src/model/test-model/presets.js";
+import { TEST_MODEL_ARCHS, type TestModelArch, type TestModelPreset } from "../../src/model/test-model/presets.js";
+
+/** A benchmark's --arch option: llama when absent; one of the generator's architectures. */
+export function benchArch(value: string | undefined): TestModelArch {
+  const arch = value ?? "llama";
+  if (!(TEST_MODEL_ARCHS as readonly string[]).includes(arch)) {
+    throw new Error(`--arch ${arch}: one of ${TEST_MODEL_ARCHS.join(", ")}`);
+  }
+  return arch as TestModelArch;
+}
 
 /**
  * A model of `arch` (llama unless a benchmark is asked for another) in `preset`'s shape, 4-bit group 64
